@@ -1,0 +1,131 @@
+"""Test helpers that talk to the real broker and run the real worker as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from tests.kafka_broker import REPO, free_port
+
+
+@dataclass
+class Kafka:
+    bootstrap: str
+    prefix: str
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    async def produce(self, name: str, records: list[tuple[Any, Any]]) -> None:
+        """Produce (key, value) pairs; dict values become JSON, bytes go as they are."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            futures = [await producer.send(self.topic(name), key=_bytes(k), value=_bytes(v)) for k, v in records]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    async def consume(self, name: str, count: int, timeout: float = 60.0,
+                      until: Callable[[list[dict]], bool] | None = None) -> list[dict]:
+        """Read a topic from its start until `count` records (or `until` holds), or fail after `timeout`."""
+        records = await self.read(name, count, timeout, until)
+        done = until(records) if until else len(records) >= count
+        assert done, f"{name}: got {len(records)} records within {timeout} s, wanted {count}: {records[-5:]}"
+        return records
+
+    async def read(self, name: str, count: int | None = None, timeout: float = 10.0,
+                   until: Callable[[list[dict]], bool] | None = None) -> list[dict]:
+        """Whatever the topic holds after `timeout` (or once `count`/`until` is reached)."""
+        topic = self.topic(name)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:  # the producer's metadata call waits for the topic's partitions
+            partitions = await producer.partitions_for(topic)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        records: list[dict] = []
+        try:
+            deadline = time.monotonic() + timeout
+            consumer.assign([TopicPartition(topic, p) for p in partitions])
+            await consumer.seek_to_beginning()
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=200)
+                for messages in batch.values():
+                    for m in messages:
+                        records.append({"key": m.key.decode() if m.key else None,
+                                        "value": orjson.loads(m.value) if m.value is not None else None,
+                                        "partition": m.partition, "offset": m.offset})
+                if count is not None and len(records) >= count and until is None:
+                    break
+                if until is not None and until(records):
+                    break
+        finally:
+            await consumer.stop()
+        return records
+
+
+def _bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return orjson.dumps(value)
+
+
+@dataclass
+class WorkerProcess:
+    """`python -m worker worker` as a real process, with its output kept in a log file."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+    web_port: int = field(default_factory=free_port)
+
+    def start(self) -> "WorkerProcess":
+        env = {**os.environ, **self.env, "WEB_PORT": str(self.web_port), "WEB_HOST": "127.0.0.1"}
+        self._log = open(self.log_path, "ab")
+        self._log_offset = self.log_path.stat().st_size
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", "-l", "info"],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_bytes()[self._log_offset:].decode(errors="replace")
+
+    async def wait_ready(self, timeout: float = 90.0) -> "WorkerProcess":
+        deadline = time.monotonic() + timeout
+        while "Ready" not in self.output():
+            assert self.process.poll() is None, f"worker exited:\n{self.output()[-4000:]}"
+            assert time.monotonic() < deadline, f"worker not ready in {timeout} s:\n{self.output()[-4000:]}"
+            await asyncio.sleep(0.25)
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"worker did not stop within {timeout} s after SIGTERM")
+        return self.process.returncode if self.process else 0

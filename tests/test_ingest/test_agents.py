@@ -1,0 +1,44 @@
+"""The real worker reads the input topics, re-keys by ttclid and dead-letters what it cannot use."""
+
+import base64
+
+from tests.support import Kafka
+
+CLICK_URL = "https://app.example/?campaign_name=Spring%20Sale&adset_name=US-25&ad_name=Video-3&ttclid=E.C.P.abc"
+
+
+async def test_records_are_rekeyed_by_ttclid_or_dead_lettered(kafka: Kafka, start_worker):
+    await start_worker()
+    await kafka.produce("clicks", [
+        (None, {"app_id": "app1", "url": CLICK_URL, "occurred_at": "2026-11-24T16:00:00Z"}),
+        ("k1", b"{not json"),
+        ("k2", {"app_id": "app1", "url": "https://app.example/?campaign_name=x", "occurred_at": "2026-11-24T16:00:00Z"}),
+    ])
+    await kafka.produce("app-events", [
+        ("any-key", {"event_id": "e1", "app_id": "app1", "name": "trial_started",
+                     "occurred_at": "2026-11-24T17:00:00Z", "ttclid": "E.C.P.abc"}),
+        (None, {"event_id": "e2", "app_id": "app1", "name": "trial_started", "occurred_at": 5}),
+    ])
+
+    rekeyed = await kafka.consume("by-ttclid", 2)
+    assert {r["key"] for r in rekeyed} == {"E.C.P.abc"}
+    assert len({r["partition"] for r in rekeyed}) == 1, "a click and its app event must meet in one partition"
+    click = next(r["value"]["click"] for r in rekeyed if "click" in r["value"])
+    assert (click["campaign_name"], click["adset_name"], click["ad_name"]) == ("Spring Sale", "US-25", "Video-3")
+
+    dead = await kafka.consume("dead-letter", 3)
+    by_reason = {r["value"]["reason"]: r["value"] for r in dead}
+    assert set(by_reason) == {"invalid_json", "missing_ttclid", "schema_violation"}
+    assert base64.b64decode(by_reason["invalid_json"]["value_b64"]) == b"{not json"
+    assert "occurred_at" in by_reason["schema_violation"]["error"]
+
+
+async def test_app_event_without_ttclid_is_skipped_as_unattributed(kafka: Kafka, start_worker):
+    await start_worker()
+    await kafka.produce("app-events", [(None, {"event_id": "e9", "app_id": "app1", "name": "trial_started",
+                                               "occurred_at": "2026-11-24T17:00:00Z", "value": 4.99})])
+    [result] = await kafka.consume("delivery-results", 1)
+    assert result["key"] == "e9"
+    assert result["value"]["status"] == "skipped"
+    assert result["value"]["reason"] == "unattributed"
+    assert result["value"]["value"] == 4.99

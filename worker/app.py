@@ -1,0 +1,43 @@
+"""The Faust app, built once from the settings; each stage's agents register on it.
+
+Pipeline, one package per stage, in the order a record travels:
+  ingest       clicks / app-events  -> validated, re-keyed by ttclid (or dead-lettered)
+  attribution  by-ttclid            -> click table join, integration mapping -> outbox (or a skipped result)
+  delivery     outbox               -> TikTok Events API requests -> delivery results
+"""
+
+from __future__ import annotations
+
+import faust
+
+from worker.settings import Settings
+
+settings = Settings.from_env()
+
+app = faust.App(
+    f"{settings.topic_prefix}worker",
+    broker=f"kafka://{settings.kafka_bootstrap_servers}",
+    store="memory://",
+    topic_partitions=settings.topic_partitions,
+    # Tables are rebuilt from their changelogs on assignment; standbys would hold
+    # copies of other workers' partitions that our expiry sweeps must not touch.
+    table_standby_replicas=0,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    datadir=settings.data_dir,
+    autodiscover=False,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    producer_linger=0.005,
+    producer_max_batch_size=262144,
+    broker_commit_interval=1.0,
+    stream_buffer_maxsize=8192,
+)
+
+
+def topic_name(name: str) -> str:
+    return settings.topic(name)
+
+
+# Stages register their agents on import, in pipeline order.
+import worker.ingest.agents  # noqa: E402,F401

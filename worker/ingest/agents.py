@@ -1,0 +1,55 @@
+"""Stage 1, Faust edge: read clicks and app events, dead-letter what is unusable, re-key the rest by ttclid."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+
+from worker.app import app, settings
+from worker.ingest.records import InvalidRecord, dead_letter, parse_app_event, parse_click
+from worker.produce import Sends
+from worker.results import final_result, utc_now_iso
+from worker.topics import TopicNames
+
+log = logging.getLogger(__name__)
+topics = TopicNames.of(settings)
+
+inputs = app.topic(topics.clicks, topics.app_events, key_type=bytes, value_type=bytes,
+                   key_serializer="raw", value_serializer="raw")
+
+
+@app.agent(inputs)
+async def ingest(stream: faust.StreamT) -> None:
+    sends = Sends(app)
+    async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
+        for event in batch:
+            await route(event.message, sends)
+        await sends.flush()
+
+
+async def route(message: faust.types.Message, sends: Sends) -> None:
+    read_ms = time.time() * 1000
+    try:
+        if message.topic == topics.clicks:
+            click = parse_click(message.value)
+            click["read_ms"] = read_ms
+            await sends.send_json(topics.by_ttclid, click["ttclid"], {"click": click})
+            return
+        event = parse_app_event(message.value)
+        event["read_ms"] = read_ms
+        if "ttclid" in event:
+            await sends.send_json(topics.by_ttclid, event["ttclid"], {"app_event": event})
+        else:
+            await sends.send_json(topics.delivery_results, event["event_id"],
+                                  final_result(event, "skipped", "unattributed"))
+    except InvalidRecord as exc:
+        reason, detail = exc.reason, exc.detail
+    except Exception as exc:  # a bug must not skip the record silently: it goes to the dead letters too
+        log.exception("unexpected error reading %s[%s]@%s", message.topic, message.partition, message.offset)
+        reason, detail = "internal_error", f"{type(exc).__name__}: {exc}"
+    else:
+        return
+    await sends.send_json(topics.dead_letter, message.key, dead_letter(
+        reason, detail, message.topic, message.partition, message.offset, message.key, message.value, utc_now_iso()))

@@ -1,0 +1,105 @@
+"""Every knob of the worker, read once from the environment.
+
+The README's settings table is generated from this file (`python -m worker settings`)
+and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+TIKTOK_EVENTS_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+
+
+def setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092",
+        "Kafka to use. The run command starts a local broker here when it is unset.")
+    topic_prefix: str = setting("TOPIC_PREFIX", "web2app.", "Prefix of every topic, internal ones included.")
+    topic_partitions: int = setting(
+        "TOPIC_PARTITIONS", 8,
+        "Partitions of the topics the worker creates (inputs when missing, internal topics). "
+        "More partitions, more replicas that can share the work.")
+    tiktok_api_url: str = setting("TIKTOK_API_URL", TIKTOK_EVENTS_URL, "The Events API endpoint.")
+    tiktok_dry_run: bool = setting(
+        "TIKTOK_DRY_RUN", False, "Build and validate every request, send nothing, record `dry_run`.")
+    attribution_window_s: float = setting(
+        "ATTRIBUTION_WINDOW_SECONDS", 7 * 86400,
+        "How long a click is kept for joining app events; then it is forgotten.")
+    click_grace_s: float = setting(
+        "CLICK_GRACE_SECONDS", 600,
+        "How long an app event whose click has not arrived waits for it before it is sent without enrichment.")
+    join_batch_size: int = setting(
+        "JOIN_BATCH_SIZE", 2000, "Most records the input and join stages take from Kafka at once.")
+    join_batch_linger_s: float = setting(
+        "JOIN_BATCH_LINGER_SECONDS", 0.05, "Longest wait for a batch of input records to fill.")
+    batch_size: int = setting(
+        "TIKTOK_BATCH_SIZE", 1000, "Most events in one Events API request (TikTok's limit is 1,000).")
+    batch_linger_s: float = setting(
+        "TIKTOK_BATCH_LINGER_SECONDS", 0.5, "Longest wait for a request to fill before it is sent anyway.")
+    pixel_rate_limit: float = setting(
+        "TIKTOK_PIXEL_REQUESTS_PER_SECOND", 50.0, "Requests per second per pixel (TikTok allows 1,000 per endpoint).")
+    max_in_flight: int = setting("TIKTOK_MAX_IN_FLIGHT", 16, "Most requests to TikTok open at once, all pixels together.")
+    max_pending_events: int = setting(
+        "TIKTOK_MAX_PENDING_EVENTS", 20000,
+        "Most outbox events held in memory awaiting their outcome; past it the worker stops reading the outbox.")
+    request_timeout_s: float = setting("TIKTOK_REQUEST_TIMEOUT_SECONDS", 10.0, "Time allowed for one request.")
+    retry_max_attempts: int = setting(
+        "TIKTOK_RETRY_MAX_ATTEMPTS", 12, "Attempts per event before it is `failed` / `retries_exhausted`.")
+    retry_max_s: float = setting(
+        "TIKTOK_RETRY_MAX_SECONDS", 1800, "Time from the first attempt after which no retry is made.")
+    retry_base_s: float = setting("TIKTOK_RETRY_BASE_SECONDS", 1.0, "First backoff; doubles on each retry, with jitter.")
+    retry_cap_s: float = setting("TIKTOK_RETRY_CAP_SECONDS", 60.0, "Longest backoff between two attempts.")
+    max_event_age_s: float = setting(
+        "TIKTOK_MAX_EVENT_AGE_SECONDS", 7 * 86400, "An event older than this is `failed` / `expired`, not sent.")
+    web_host: str = setting("WEB_HOST", "0.0.0.0", "Address of the web server (health, metrics).")
+    web_port: int = setting("WEB_PORT", 6066, "Port of the web server.")
+    log_level: str = setting("LOG_LEVEL", "info", "crit, error, warn, info or debug.")
+    data_dir: str = setting("DATA_DIR", ".local/worker-data", "Where the worker keeps local files.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.type, raw, f.metadata["env"])
+        return cls(**values)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+def _parse(kind: Any, raw: str, env: str) -> Any:
+    try:
+        if kind in ("bool", bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+        return raw
+    except ValueError:
+        raise SystemExit(f"{env}={raw!r} is not a valid {kind}") from None
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, bool):
+            default = "on" if default else "off"
+        rows.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(rows)

@@ -1,0 +1,70 @@
+"""Topic names of the contract and of the worker's internal hand-offs, and their creation.
+
+Input topics must exist with their partition counts before the agents subscribe
+(a Faust agent ignores a topic that appears later), so the worker creates every
+topic it uses before it starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from worker.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    clicks: str
+    app_events: str
+    integrations: str
+    delivery_results: str
+    dead_letter: str
+    by_ttclid: str  # internal: clicks and app events re-keyed by ttclid, so both meet in one partition
+    outbox: str  # internal: events ready for TikTok, keyed by pixel_id so one replica owns a pixel
+
+    @classmethod
+    def of(cls, settings: Settings) -> "TopicNames":
+        t = settings.topic
+        return cls(t("clicks"), t("app-events"), t("integrations"), t("delivery-results"),
+                   t("dead-letter"), t("by-ttclid"), t("outbox"))
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    names = TopicNames.of(settings)
+    n = settings.topic_partitions
+    return [
+        TopicSpec(names.clicks, n),
+        TopicSpec(names.app_events, n),
+        TopicSpec(names.integrations, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(names.delivery_results, n),
+        TopicSpec(names.dead_letter, n),
+        TopicSpec(names.by_ttclid, n),
+        TopicSpec(names.outbox, n),
+    ]
+
+
+async def ensure_topics(settings: Settings, client_options: dict | None = None) -> None:
+    """Create the worker's topics that do not exist yet; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **(client_options or {}))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing])
+            except TopicAlreadyExistsError:  # another replica created them first
+                pass
+    finally:
+        await admin.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from worker.integrations.cli import integrations_cli
 from worker.settings import Settings, markdown_table
 
 LOCAL_KAFKA_HOME = Path(".local/kafka")
@@ -16,6 +17,9 @@ LOCAL_KAFKA_HOME = Path(".local/kafka")
 @click.group()
 def cli() -> None:
     """Web-to-app worker: TikTok clicks joined with app events, delivered to the Events API."""
+
+
+cli.add_command(integrations_cli)
 
 
 @cli.group("local-kafka")

@@ -41,3 +41,4 @@ def topic_name(name: str) -> str:
 
 # Stages register their agents on import, in pipeline order.
 import worker.ingest.agents  # noqa: E402,F401
+import worker.attribution.agents  # noqa: E402,F401

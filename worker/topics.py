@@ -68,3 +68,13 @@ async def ensure_topics(settings: Settings, client_options: dict | None = None) 
                 pass
     finally:
         await admin.close()
+
+
+async def partitions_of(settings: Settings, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        [description] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for p in description["partitions"])

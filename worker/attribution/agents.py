@@ -1,0 +1,164 @@
+"""Stage 2, Faust edge: the join agent over the ttclid table, and the timers that expire its state.
+
+Per batch of records from `by-ttclid`: apply each to its ttclid's state (pure, in
+`join`), map released app events through their app's integration, then write
+(1) outbox records and skipped results, and only after those are acknowledged
+(2) the changed states to the table's changelog. A crash anywhere replays the
+batch against the state of before or after it: an event may reach the outbox twice,
+never zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Iterable
+
+import faust
+import orjson
+
+from worker.app import app, settings
+from worker.attribution import join
+from worker.integrations.config import outbox_record
+from worker.integrations.catalog import catalog
+from worker.produce import Sends
+from worker.results import final_result
+from worker.topics import TopicNames
+
+log = logging.getLogger(__name__)
+topics = TopicNames.of(settings)
+
+by_ttclid = app.topic(topics.by_ttclid, key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+# ttclid -> its join state as JSON bytes: compact in memory, and written to the changelog as it is.
+ttclids = app.Table("ttclids", partitions=settings.topic_partitions, key_type=bytes, value_type=bytes)
+
+# The agent and the timers take turns on the table.
+state_lock = asyncio.Lock()
+# ttclid -> earliest grace deadline of its waiting events, so the grace timer need not scan the table.
+waiting_deadlines: dict[bytes, float] = {}
+
+
+@app.agent(by_ttclid)
+async def attribute(stream: faust.StreamT) -> None:
+    sends = Sends(app)
+    await catalog.caught_up.wait()  # no app event is judged against a half-read integrations topic
+    async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
+        async with state_lock:
+            now = time.time()
+            changed: dict[bytes, dict] = {}
+            released: list[dict] = []
+            duplicates: list[dict] = []
+            for event in batch:
+                message = event.message
+                key = message.key
+                state = changed.get(key) or load_state(key, message.partition)
+                item = orjson.loads(message.value)
+                if "click" in item:
+                    released += join.on_click(state, item["click"])
+                else:
+                    out, duplicate = join.on_app_event(state, item["app_event"], message.offset, now,
+                                                       settings.click_grace_s, settings.attribution_window_s)
+                    released += out
+                    if duplicate:
+                        duplicates.append(item["app_event"])
+                changed[key] = state
+            await emit(released, duplicates, sends)
+            await store(changed.items(), sends)
+
+
+def load_state(key: bytes, partition: int) -> join.State:
+    raw = ttclids.data.get(key)
+    return orjson.loads(raw) if raw is not None else join.new_state(partition)
+
+
+async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]], sends: Sends) -> None:
+    """Map released events through their integration: to the outbox, or to a final `skipped` result."""
+    for event in released:
+        integration, reason = catalog.get(event["app_id"])
+        record = event
+        if integration is not None:
+            record, reason = outbox_record(event, integration)
+        if reason is None:
+            await sends.send_json(topics.outbox, record["pixel_id"], record)
+        else:
+            await sends.send_json(topics.delivery_results, record["event_id"], final_result(record, "skipped", reason))
+    for event in duplicates:
+        await sends.send_json(topics.delivery_results, event["event_id"],
+                              final_result({**event, "enriched": False}, "skipped", "duplicate"))
+    await sends.flush()
+
+
+async def store(states: Iterable[tuple[bytes, join.State]], sends: Sends) -> None:
+    """Write states to the table and its changelog; an empty state becomes a tombstone."""
+    changelog = ttclids.changelog_topic.get_topic_name()
+    for key, state in states:
+        deadline = join.next_deadline(state)
+        if deadline is None:
+            waiting_deadlines.pop(key, None)
+        else:
+            waiting_deadlines[key] = deadline
+        if join.is_empty(state):
+            ttclids.data.pop(key, None)
+            await sends.send(changelog, key, None, state["p"])
+        else:
+            raw = orjson.dumps(state)
+            ttclids.data[key] = raw
+            await sends.send(changelog, key, raw, state["p"])
+    await sends.flush()
+
+
+def owned_partitions() -> set[int]:
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.by_ttclid}
+
+
+@app.timer(interval=1.0)
+async def release_after_grace() -> None:
+    """App events whose click did not come within the grace period leave without enrichment."""
+    now = time.time()
+    due = [key for key, deadline in waiting_deadlines.items() if deadline <= now]
+    if due:
+        await sweep(due, now)
+
+
+@app.timer(interval=min(60.0, settings.attribution_window_s / 4))
+async def expire_state() -> None:
+    """Forget clicks past the attribution window and event ids past TikTok's dedup window."""
+    keys = list(ttclids.data.keys())
+    for start in range(0, len(keys), 10_000):
+        await sweep(keys[start:start + 10_000], time.time())
+
+
+async def sweep(keys: list[bytes], now: float) -> None:
+    sends = Sends(app)
+    async with state_lock:
+        owned = owned_partitions()
+        changed = []
+        released = []
+        for key in keys:
+            raw = ttclids.data.get(key)
+            if raw is None:
+                waiting_deadlines.pop(key, None)
+                continue
+            state = orjson.loads(raw)
+            if state["p"] not in owned:  # handed over to another replica; forgotten at the next recovery
+                continue
+            released += join.expire(state, now, settings.attribution_window_s)
+            if orjson.dumps(state) != raw:
+                changed.append((key, state))
+        await emit(released, [], sends)
+        await store(changed, sends)
+
+
+@ttclids.on_recover
+async def forget_other_replicas_state() -> None:
+    """After a rebalance: drop states of partitions now owned elsewhere, and find the waiting events."""
+    owned = owned_partitions()
+    waiting_deadlines.clear()
+    for key, raw in list(ttclids.data.items()):
+        state = orjson.loads(raw)
+        if state["p"] not in owned:
+            del ttclids.data[key]
+        elif (deadline := join.next_deadline(state)) is not None:
+            waiting_deadlines[key] = deadline

@@ -1,0 +1,80 @@
+"""Stage 2, pure: the join of app events with the click they came from, per ttclid.
+
+One state per ttclid holds the latest click, the app events waiting for it and the
+event ids already seen. Every function takes the state and returns the new one with
+the app events it releases, joined (`enriched`) or not; nothing here knows Faust.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# TikTok deduplicates (pixel, event_id, event) for 48 hours; we never send an event id twice within it.
+DEDUP_WINDOW_S = 48 * 3600
+CLICK_CONTEXT = ("ttp", "ip", "user_agent", "locale", "url", "referrer", "campaign_name", "adset_name", "ad_name")
+
+State = dict[str, Any]
+
+
+def new_state(partition: int) -> State:
+    # The partition lets timers write the changelog where the stream would have.
+    return {"p": partition, "click": None, "waiting": [], "seen": {}}
+
+
+def joined(event: dict[str, Any], click: dict[str, Any] | None) -> dict[str, Any]:
+    if click is None:
+        return {**event, "enriched": False}
+    context = {name: click[name] for name in CLICK_CONTEXT if click.get(name) is not None}
+    return {**event, **context, "enriched": True}
+
+
+def on_click(state: State, click: dict[str, Any]) -> list[dict[str, Any]]:
+    """Keep the latest click; the app events waiting for it leave now, in their order."""
+    current = state["click"]
+    if current is None or click["occurred_ts"] >= current["occurred_ts"]:
+        state["click"] = click
+    released = [joined(event, state["click"]) for event in state["waiting"]]
+    state["waiting"] = []
+    return released
+
+
+def on_app_event(state: State, event: dict[str, Any], offset: int, now: float,
+                 grace_s: float, attribution_window_s: float) -> tuple[list[dict[str, Any]], bool]:
+    """(released events, is_duplicate). `offset` tells a replay of the same record from a true repeat."""
+    key = f"{event['app_id']}/{event['event_id']}"
+    seen = state["seen"].get(key)
+    if seen is not None and seen[1] != offset and now - seen[0] < DEDUP_WINDOW_S:
+        return [], True
+    if seen is None or seen[1] != offset:
+        state["seen"][key] = [now, offset]
+    if state["click"] is not None and state["click"]["occurred_ts"] + attribution_window_s <= now:
+        state["click"] = None
+    if state["click"] is not None:
+        return [joined(event, state["click"])], False
+    if not any(w["event_id"] == event["event_id"] and w["app_id"] == event["app_id"] for w in state["waiting"]):
+        state["waiting"].append({**event, "wait_until": now + grace_s})
+    return [], False
+
+
+def expire(state: State, now: float, attribution_window_s: float) -> list[dict[str, Any]]:
+    """Release app events whose grace period is over, unenriched; forget old clicks and event ids."""
+    due = [w for w in state["waiting"] if w["wait_until"] <= now]
+    state["waiting"] = [w for w in state["waiting"] if w["wait_until"] > now]
+    released = [joined(_without_deadline(w), None) for w in due]
+    click = state["click"]
+    if click is not None and click["occurred_ts"] + attribution_window_s <= now:
+        state["click"] = None
+    state["seen"] = {k: v for k, v in state["seen"].items() if now - v[0] < DEDUP_WINDOW_S}
+    return released
+
+
+def is_empty(state: State) -> bool:
+    return state["click"] is None and not state["waiting"] and not state["seen"]
+
+
+def next_deadline(state: State) -> float | None:
+    return min((w["wait_until"] for w in state["waiting"]), default=None)
+
+
+def _without_deadline(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k != "wait_until"}

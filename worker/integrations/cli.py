@@ -1,0 +1,106 @@
+"""`python -m worker integrations ...`: validate and publish integration files, list what is active."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from worker.integrations.config import InvalidIntegration, parse_integration, public_view
+from worker.settings import Settings
+from worker.topics import TopicNames, ensure_topics, partitions_of
+
+
+@click.group("integrations")
+def integrations_cli() -> None:
+    """Per-app TikTok integrations on the compacted integrations topic."""
+
+
+@integrations_cli.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def apply(file: Path) -> None:
+    """Validate FILE (YAML or JSON: one integration or a list) and publish every integration in it."""
+    try:
+        loaded = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{file}: not YAML or JSON: {exc}") from None
+    records = loaded if isinstance(loaded, list) else [loaded]
+    problems = []
+    for index, record in enumerate(records):
+        try:
+            parse_integration(record)
+        except InvalidIntegration as exc:
+            problems.append(f"item {index}: {exc}")
+    if problems:
+        raise click.ClickException(f"{file} was not published:\n  " + "\n  ".join(problems))
+    settings = Settings.from_env()
+    asyncio.run(publish(settings, [(r["app_id"], orjson.dumps(r)) for r in records]))
+    for record in records:
+        click.echo(f"applied {record['app_id']} (pixel {record['pixel_id']})")
+
+
+@integrations_cli.command("remove")
+@click.argument("app_id")
+def remove(app_id: str) -> None:
+    """Publish a tombstone: APP_ID's events are skipped as `no_integration` from now on."""
+    asyncio.run(publish(Settings.from_env(), [(app_id, None)]))
+    click.echo(f"removed {app_id}")
+
+
+@integrations_cli.command("list")
+def list_integrations() -> None:
+    """Show the active integrations, tokens masked."""
+    active = asyncio.run(read_all(Settings.from_env()))
+    views = []
+    for app_id, raw in sorted(active.items()):
+        try:
+            views.append(public_view(parse_integration(orjson.loads(raw))))
+        except (orjson.JSONDecodeError, InvalidIntegration) as exc:
+            views.append({"app_id": app_id, "invalid": str(exc)})
+    click.echo(json.dumps(views, indent=2, ensure_ascii=False))
+
+
+async def publish(settings: Settings, records: list[tuple[str, bytes | None]]) -> None:
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        topic = TopicNames.of(settings).integrations
+        await asyncio.gather(*[await producer.send(topic, key=app_id.encode(), value=value)
+                               for app_id, value in records])
+    finally:
+        await producer.stop()
+
+
+async def read_all(settings: Settings) -> dict[str, Any]:
+    """The integrations topic folded by key, read from its start to its current end."""
+    topic = TopicNames.of(settings).integrations
+    await ensure_topics(settings)
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    active: dict[str, Any] = {}
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+                for message in messages:
+                    app_id = message.key.decode()
+                    if message.value is None:
+                        active.pop(app_id, None)
+                    else:
+                        active[app_id] = message.value
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return active

@@ -32,6 +32,9 @@ app = faust.App(
     producer_max_batch_size=262144,
     broker_commit_interval=1.0,
     stream_buffer_maxsize=8192,
+    # Outbox events can wait minutes for TikTok; a rebalance must not wait for them
+    # (their offsets are not committed, so the new owner reads them again).
+    stream_wait_empty=False,
 )
 
 
@@ -42,3 +45,4 @@ def topic_name(name: str) -> str:
 # Stages register their agents on import, in pipeline order.
 import worker.ingest.agents  # noqa: E402,F401
 import worker.attribution.agents  # noqa: E402,F401
+import worker.delivery.agents  # noqa: E402,F401

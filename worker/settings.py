@@ -44,8 +44,8 @@ class Settings:
         "TIKTOK_BATCH_SIZE", 1000, "Most events in one Events API request (TikTok's limit is 1,000).")
     batch_linger_s: float = setting(
         "TIKTOK_BATCH_LINGER_SECONDS", 0.5, "Longest wait for a request to fill before it is sent anyway.")
-    pixel_rate_limit: float = setting(
-        "TIKTOK_PIXEL_REQUESTS_PER_SECOND", 50.0, "Requests per second per pixel (TikTok allows 1,000 per endpoint).")
+    pixel_rate_limit: int = setting(
+        "TIKTOK_PIXEL_REQUESTS_PER_SECOND", 50, "Requests per second per pixel (TikTok allows 1,000 per endpoint).")
     max_in_flight: int = setting("TIKTOK_MAX_IN_FLIGHT", 16, "Most requests to TikTok open at once, all pixels together.")
     max_pending_events: int = setting(
         "TIKTOK_MAX_PENDING_EVENTS", 20000,

@@ -1,0 +1,261 @@
+"""Stage 3: the TikTok sink. Batches outbox events per pixel, sends them within the rate
+limits, retries what may be retried, and hands every event exactly one final result.
+
+Kafka stays outside: events come in through `submit()`, outcomes leave through the
+`finish` callback, and `submit()` blocks while too many events are unfinished, which
+is how a TikTok outage stops the worker from reading the outbox instead of buffering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import orjson
+
+from worker.integrations.config import Integration
+from worker.results import final_result
+from worker.settings import Settings
+from worker.tiktok.payload import request_body
+from worker.tiktok.responses import Answer, classify, classify_exception
+from worker.tiktok.validation import request_problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ticket:
+    """One outbox event on its way; `handle` is the caller's, given back with the result."""
+
+    record: dict[str, Any]
+    handle: Any
+    attempts: int = 0
+    first_attempt: float | None = None
+    ready_at: float = 0.0  # when it may go (retries wait); also starts its linger
+    seq: int = field(default_factory=itertools.count().__next__)
+
+    def __lt__(self, other: "Ticket") -> bool:
+        return (self.ready_at, self.seq) < (other.ready_at, other.seq)
+
+
+Finish = Callable[[list[tuple[Ticket, dict[str, Any]]]], Awaitable[None]]
+IntegrationFor = Callable[[str], tuple[Integration | None, str | None]]
+
+
+class PixelPace:
+    """A pixel's request budget: at most `rate` requests in any one second, and a pause after throttling."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.sent: deque[float] = deque()
+        self.paused_until = 0.0
+        self.throttle_streak = 0
+
+    def wait_time(self, now: float) -> float:
+        while self.sent and now - self.sent[0] >= 1.0:
+            self.sent.popleft()
+        if now < self.paused_until:
+            return self.paused_until - now
+        if len(self.sent) >= self.rate:
+            return self.sent[0] + 1.0 - now
+        return 0.0
+
+    def throttled(self, now: float, cap: float) -> float:
+        # TikTok: a QPS limit lifts the next second; repeated throttling backs off further.
+        self.throttle_streak += 1
+        pause = min(cap, 2 ** (self.throttle_streak - 1)) * random.uniform(1.0, 1.5)
+        self.paused_until = max(self.paused_until, now + pause)
+        return pause
+
+
+class Lane:
+    """Events for one (pixel, app, test code): they may share a request, and nothing else may."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Ticket] = []  # heap by ready_at
+        self.wake = asyncio.Event()
+
+    def put(self, ticket: Ticket) -> None:
+        heapq.heappush(self.waiting, ticket)
+        self.wake.set()
+
+
+class TikTokSink:
+    def __init__(self, settings: Settings, integration_for: IntegrationFor, finish: Finish,
+                 session: aiohttp.ClientSession | None = None):
+        self.settings = settings
+        self.integration_for = integration_for
+        self.finish = finish
+        self.session = session
+        self.lanes: dict[tuple[str, str, str | None], Lane] = {}
+        self.lane_tasks: dict[tuple[str, str, str | None], asyncio.Task] = {}
+        self.paces: dict[str, PixelPace] = defaultdict(lambda: PixelPace(settings.pixel_rate_limit))
+        self.in_flight = asyncio.Semaphore(settings.max_in_flight)
+        self.unfinished = 0
+        self.room = asyncio.Condition()
+        self.requests: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_s),
+                json_serialize=lambda v: orjson.dumps(v).decode())
+
+    async def stop(self) -> None:
+        for task in [*self.lane_tasks.values(), *self.requests]:
+            task.cancel()
+        await asyncio.gather(*self.lane_tasks.values(), *self.requests, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    async def submit(self, record: dict[str, Any], handle: Any) -> None:
+        """Take one outbox event; waits while `max_pending_events` are unfinished (back-pressure)."""
+        async with self.room:
+            await self.room.wait_for(lambda: self.unfinished < self.settings.max_pending_events)
+            self.unfinished += 1
+        ticket = Ticket(record, handle, ready_at=time.monotonic())
+        key = (record["pixel_id"], record["app_id"], record.get("test_event_code"))
+        lane = self.lanes.get(key)
+        if lane is None:
+            lane = self.lanes[key] = Lane()
+            self.lane_tasks[key] = asyncio.create_task(self.run_lane(key, lane), name=f"lane-{key[0]}")
+        lane.put(ticket)
+
+    async def run_lane(self, key: tuple[str, str, str | None], lane: Lane) -> None:
+        pace = self.paces[key[0]]
+        while True:
+            now = time.monotonic()
+            if not lane.waiting or lane.waiting[0].ready_at > now:
+                await self.sleep_until_woken(lane, lane.waiting[0].ready_at - now if lane.waiting else None)
+                continue
+            oldest = lane.waiting[0].ready_at
+            due = sum(1 for t in lane.waiting if t.ready_at <= now)
+            if due < self.settings.batch_size and now - oldest < self.settings.batch_linger_s:
+                await self.sleep_until_woken(lane, oldest + self.settings.batch_linger_s - now)
+                continue
+            if not self.settings.tiktok_dry_run and (pause := pace.wait_time(now)) > 0:
+                await asyncio.sleep(pause)
+                continue
+            await self.in_flight.acquire()
+            batch = [heapq.heappop(lane.waiting) for _ in range(min(self.settings.batch_size, due))]
+            pace.sent.append(time.monotonic())
+            task = asyncio.create_task(self.deliver(batch, pace))
+            self.requests.add(task)
+            task.add_done_callback(self.requests.discard)
+
+    @staticmethod
+    async def sleep_until_woken(lane: Lane, timeout: float | None) -> None:
+        lane.wake.clear()
+        try:
+            await asyncio.wait_for(lane.wake.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def deliver(self, batch: list[Ticket], pace: PixelPace) -> None:
+        try:
+            await self.send(batch, pace)
+        except Exception:  # a bug here must not strand events: they get a final result
+            log.exception("delivering a batch of %d events failed", len(batch))
+            await self.close([(t, final_result(t.record, "failed", "internal_error", attempts=t.attempts))
+                              for t in batch])
+        finally:
+            self.in_flight.release()
+
+    async def send(self, batch: list[Ticket], pace: PixelPace) -> None:
+        now = time.time()
+        record = batch[0].record
+        integration, skip_reason = self.integration_for(record["app_id"])
+        finals: list[tuple[Ticket, dict[str, Any]]] = []
+        sendable = []
+        for ticket in batch:
+            if skip_reason is not None:
+                finals.append((ticket, final_result(ticket.record, "skipped", skip_reason, attempts=ticket.attempts)))
+            elif now - ticket.record["occurred_ts"] > self.settings.max_event_age_s:
+                finals.append((ticket, final_result(ticket.record, "failed", "expired", attempts=ticket.attempts)))
+            else:
+                sendable.append(ticket)
+        if sendable:
+            body = request_body(record["pixel_id"], record.get("test_event_code"), [t.record for t in sendable])
+            if self.settings.tiktok_dry_run:
+                finals += self.dry_run(sendable, body)
+            else:
+                finals += await self.post(sendable, body, integration, pace)
+        await self.close(finals)
+
+    def dry_run(self, tickets: list[Ticket], body: dict[str, Any]) -> list[tuple[Ticket, dict[str, Any]]]:
+        problem = request_problem(body)
+        status, reason = ("rejected", "invalid_payload") if problem else ("dry_run", "dry_run")
+        return [(t, final_result(t.record, status, reason, tiktok_message=problem)) for t in tickets]
+
+    async def post(self, tickets: list[Ticket], body: dict[str, Any], integration: Integration,
+                   pace: PixelPace) -> list[tuple[Ticket, dict[str, Any]]]:
+        started = time.monotonic()
+        for ticket in tickets:
+            ticket.attempts += 1
+            ticket.first_attempt = ticket.first_attempt or started
+        token = integration.access_token
+        try:
+            async with self.session.post(
+                    self.settings.tiktok_api_url, data=orjson.dumps(body),
+                    headers={"Access-Token": token, "Content-Type": "application/json"}) as response:
+                answer = classify(response.status, await response.read(), access_token=token)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            answer = classify_exception(exc, access_token=token)
+        if answer.outcome == "delivered":
+            pace.throttle_streak = 0
+            return [(t, self.result(t, "delivered", None, answer)) for t in tickets]
+        if answer.outcome == "rejected":
+            if answer.bad_item is not None and answer.bad_item < len(tickets):
+                # One bad event must not sink its batch: it is rejected, the others go again at once.
+                bad = tickets[answer.bad_item]
+                for ticket in tickets:
+                    if ticket is not bad:
+                        self.requeue(ticket, time.monotonic())
+                return [(bad, self.result(bad, "rejected", "tiktok_error", answer))]
+            return [(t, self.result(t, "rejected", "tiktok_error", answer)) for t in tickets]
+        now = time.monotonic()
+        if answer.outcome == "throttled":
+            pause = pace.throttled(now, self.settings.retry_cap_s)
+            log.warning("pixel %s throttled by TikTok (code %s): pausing %.1f s",
+                        tickets[0].record["pixel_id"], answer.code, pause)
+        finals = []
+        for ticket in tickets:
+            if (ticket.attempts >= self.settings.retry_max_attempts
+                    or now - ticket.first_attempt >= self.settings.retry_max_s):
+                finals.append((ticket, self.result(ticket, "failed", "retries_exhausted", answer)))
+            else:
+                self.requeue(ticket, now + self.backoff(ticket.attempts))
+        return finals
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential with full jitter, capped."""
+        ceiling = min(self.settings.retry_cap_s, self.settings.retry_base_s * 2 ** (attempts - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def requeue(self, ticket: Ticket, ready_at: float) -> None:
+        # ready_at in the past for an immediate resend: its linger is already over.
+        ticket.ready_at = ready_at - self.settings.batch_linger_s if ready_at <= time.monotonic() else ready_at
+        record = ticket.record
+        self.lanes[(record["pixel_id"], record["app_id"], record.get("test_event_code"))].put(ticket)
+
+    @staticmethod
+    def result(ticket: Ticket, status: str, reason: str | None, answer: Answer) -> dict[str, Any]:
+        return final_result(ticket.record, status, reason, attempts=ticket.attempts,
+                            http_status=answer.http_status, tiktok_code=answer.code,
+                            tiktok_message=answer.message, request_id=answer.request_id)
+
+    async def close(self, finals: list[tuple[Ticket, dict[str, Any]]]) -> None:
+        if not finals:
+            return
+        await self.finish(finals)
+        async with self.room:
+            self.unfinished -= len(finals)
+            self.room.notify_all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -39,10 +40,10 @@ def kafka_for_tests() -> Iterator[str]:
         with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
             yield container.get_bootstrap_server()
     else:
-        port = free_port()
-        broker = LocalKafka(REPO / ".local" / "test-kafka", port, free_port(), heap="768m")
-        broker.stop()  # a broker left by an interrupted run
-        try:
-            yield broker.start()
-        finally:
-            broker.stop()
+        # A folder of this session's own: test runs side by side never touch each other's broker.
+        with tempfile.TemporaryDirectory(prefix="test-kafka-") as home:
+            broker = LocalKafka(Path(home), free_port(), free_port(), heap="768m")
+            try:
+                yield broker.start()
+            finally:
+                broker.stop()

@@ -52,7 +52,7 @@ class Settings:
         "Most outbox events held in memory awaiting their outcome; past it the worker stops reading the outbox.")
     request_timeout_s: float = setting("TIKTOK_REQUEST_TIMEOUT_SECONDS", 10.0, "Time allowed for one request.")
     retry_max_attempts: int = setting(
-        "TIKTOK_RETRY_MAX_ATTEMPTS", 12, "Attempts per event before it is `failed` / `retries_exhausted`.")
+        "TIKTOK_RETRY_MAX_ATTEMPTS", 20, "Attempts per event before it is `failed` / `retries_exhausted`.")
     retry_max_s: float = setting(
         "TIKTOK_RETRY_MAX_SECONDS", 1800, "Time from the first attempt after which no retry is made.")
     retry_base_s: float = setting("TIKTOK_RETRY_BASE_SECONDS", 1.0, "First backoff; doubles on each retry, with jitter.")

@@ -82,23 +82,54 @@ async def test_a_rejected_item_is_rejected_alone_and_its_batch_is_delivered(
     assert Counter(by_id[i][0]["status"] for i in ids if i != "e-7") == {"delivered": 49}
 
 
-async def test_throttling_and_an_outage_end_with_everything_delivered_within_the_rate_limit(
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+async def test_throttling_and_a_60_second_outage_end_with_everything_delivered_within_the_rate_limit(
         kafka, delivery_env, sandbox, start_worker, tmp_path):
     apply_integrations(delivery_env, [integration("app1")], tmp_path)
-    await start_worker(**delivery_env, TIKTOK_BATCH_SIZE="20", TIKTOK_BATCH_LINGER_SECONDS="0.1",
-                       TIKTOK_PIXEL_REQUESTS_PER_SECOND="5", TIKTOK_MAX_PENDING_EVENTS="200")
+    worker = await start_worker(**{**delivery_env, "TIKTOK_RETRY_CAP_SECONDS": "10"}, TIKTOK_RETRY_MAX_ATTEMPTS="40",
+                                TIKTOK_BATCH_SIZE="50",
+                                TIKTOK_BATCH_LINGER_SECONDS="0.1", TIKTOK_PIXEL_REQUESTS_PER_SECOND="5",
+                                TIKTOK_MAX_PENDING_EVENTS="200")
     sandbox.state.fail("throttle", count=5)
     ids = await funnel(kafka, "app1", 300)
-    await asyncio.sleep(3)
-    sandbox.state.fail("http500")  # TikTok down
-    await asyncio.sleep(8)
-    during_outage = len(await kafka.read("delivery-results", timeout=2))
+    await kafka.consume("delivery-results", 100, timeout=60)
+    sandbox.state.fail("http500")  # TikTok goes down for a minute while events keep coming
+    outage_start = time.monotonic()
+    ids += await funnel(kafka, "app1", 2700, prefix="late")
+    await asyncio.sleep(10)
+    rss_early, results_early = rss_mb(worker.process.pid), len(await kafka.read("delivery-results", timeout=1))
+    await asyncio.sleep(60 - (time.monotonic() - outage_start))
+    rss_late, results_late = rss_mb(worker.process.pid), len(await kafka.read("delivery-results", timeout=1))
     sandbox.state.fail("ok")
-    by_id = finals_by_id(await kafka.consume("delivery-results", 300, timeout=90))
-    assert Counter(by_id[i][0]["status"] for i in ids) == {"delivered": 300}
-    assert during_outage < 300
+    by_id = finals_by_id(await kafka.consume("delivery-results", 3000, timeout=120))
+    assert Counter(by_id[i][0]["status"] for i in ids) == {"delivered": 3000}
+    assert results_late == results_early, "nothing is final while TikTok is down: it is retried"
+    assert rss_late - rss_early < 25, f"memory grew from {rss_early:.0f} MB to {rss_late:.0f} MB during the outage"
     assert sandbox.state.max_requests_per_second("PIX-app1") <= 5
     assert any(by_id[i][0]["attempts"] > 1 for i in ids)
+
+
+async def test_sigkill_during_delivery_loses_no_event(kafka, delivery_env, sandbox, start_worker, tmp_path):
+    apply_integrations(delivery_env, [integration("app1")], tmp_path)
+    env = {**delivery_env, "TIKTOK_BATCH_SIZE": "100", "TIKTOK_BATCH_LINGER_SECONDS": "0.1",
+           "TIKTOK_PIXEL_REQUESTS_PER_SECOND": "10"}
+    worker = await start_worker(**env)
+    ids = await funnel(kafka, "app1", 5000)
+    await kafka.consume("delivery-results", 1000, timeout=60)
+    worker.kill()
+    await start_worker(**env)
+    by_id = finals_by_id(await kafka.consume(
+        "delivery-results", 5000, timeout=180, until=lambda rs: len({r["value"]["event_id"] for r in rs}) >= 5000))
+    assert set(by_id) == set(ids)
+    assert {r["status"] for results in by_id.values() for r in results} == {"delivered"}
+    sent = Counter(e["event_id"] for e in sandbox.state.events())
+    assert set(sent) == set(ids)
+    print(f"after SIGKILL: {sum(n - 1 for n in sent.values())} of 5000 events sent twice, "
+          f"{sum(len(r) - 1 for r in by_id.values())} results written twice")
 
 
 async def test_dry_run_builds_and_validates_but_sends_nothing(kafka, worker_env, sandbox, start_worker, tmp_path):

@@ -50,6 +50,10 @@ Finish = Callable[[list[tuple[Ticket, dict[str, Any]]]], Awaitable[None]]
 IntegrationFor = Callable[[str], tuple[Integration | None, str | None]]
 
 
+# A tenth of a second of margin: network jitter must not put `rate + 1` requests into one of TikTok's seconds.
+RATE_WINDOW_S = 1.1
+
+
 class PixelPace:
     """A pixel's request budget: at most `rate` requests in any one second, and a pause after throttling."""
 
@@ -60,12 +64,12 @@ class PixelPace:
         self.throttle_streak = 0
 
     def wait_time(self, now: float) -> float:
-        while self.sent and now - self.sent[0] >= 1.0:
+        while self.sent and now - self.sent[0] >= RATE_WINDOW_S:
             self.sent.popleft()
         if now < self.paused_until:
             return self.paused_until - now
         if len(self.sent) >= self.rate:
-            return self.sent[0] + 1.0 - now
+            return self.sent[0] + RATE_WINDOW_S - now
         return 0.0
 
     def throttled(self, now: float, cap: float) -> float:

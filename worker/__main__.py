@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from worker.demo import demo_cli
 from worker.integrations.cli import integrations_cli
 from worker.settings import Settings, markdown_table
 
@@ -20,6 +21,7 @@ def cli() -> None:
 
 
 cli.add_command(integrations_cli)
+cli.add_command(demo_cli)
 
 
 @cli.group("local-kafka")

@@ -48,3 +48,4 @@ def topic_name(name: str) -> str:
 import worker.ingest.agents  # noqa: E402,F401
 import worker.attribution.agents  # noqa: E402,F401
 import worker.delivery.agents  # noqa: E402,F401
+import worker.web  # noqa: E402,F401

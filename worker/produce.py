@@ -8,6 +8,8 @@ from typing import Any
 import faust
 import orjson
 
+from worker.metrics import RESULTS, STAGE_SECONDS
+
 
 def encode_key(key: str | bytes | None) -> bytes | None:
     return key.encode() if isinstance(key, str) else key
@@ -33,6 +35,11 @@ class Sends:
     async def send_json(self, topic: str, key: str | bytes | None, value: Any,
                         partition: int | None = None) -> None:
         await self.send(topic, key, None if value is None else orjson.dumps(value), partition)
+
+    async def send_result(self, topic: str, result: dict[str, Any]) -> None:
+        RESULTS.labels(result["status"], result["reason"] or "").inc()
+        STAGE_SECONDS.labels("read_to_final").observe(result["latency_ms"] / 1000)
+        await self.send_json(topic, result["event_id"], result)
 
     async def flush(self) -> None:
         if self._pending:

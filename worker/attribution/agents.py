@@ -21,6 +21,7 @@ import orjson
 from worker.app import app, settings
 from worker.attribution import join
 from worker.integrations.config import outbox_record
+from worker.metrics import STAGE_SECONDS
 from worker.integrations.catalog import catalog
 from worker.produce import Sends
 from worker.results import final_result
@@ -75,18 +76,19 @@ def load_state(key: bytes, partition: int) -> join.State:
 
 async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]], sends: Sends) -> None:
     """Map released events through their integration: to the outbox, or to a final `skipped` result."""
+    now_ms = time.time() * 1000
     for event in released:
+        STAGE_SECONDS.labels("waiting_for_click").observe((now_ms - event["read_ms"]) / 1000)
         integration, reason = catalog.get(event["app_id"])
         record = event
         if integration is not None:
             record, reason = outbox_record(event, integration)
         if reason is None:
-            await sends.send_json(topics.outbox, record["pixel_id"], record)
+            await sends.send_json(topics.outbox, record["pixel_id"], {**record, "joined_ms": now_ms})
         else:
-            await sends.send_json(topics.delivery_results, record["event_id"], final_result(record, "skipped", reason))
+            await sends.send_result(topics.delivery_results, final_result(record, "skipped", reason))
     for event in duplicates:
-        await sends.send_json(topics.delivery_results, event["event_id"],
-                              final_result({**event, "enriched": False}, "skipped", "duplicate"))
+        await sends.send_result(topics.delivery_results, final_result({**event, "enriched": False}, "skipped", "duplicate"))
     await sends.flush()
 
 

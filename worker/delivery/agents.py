@@ -21,7 +21,7 @@ acks = InOrderAcks()
 async def write_results(finals: list[tuple[Ticket, dict]]) -> None:
     sends = Sends(app)
     for _, result in finals:
-        await sends.send_json(topics.delivery_results, result["event_id"], result)
+        await sends.send_result(topics.delivery_results, result)
     await sends.flush()
     for ticket, _ in finals:
         stream, partition, entry = ticket.handle

@@ -22,6 +22,8 @@ import aiohttp
 import orjson
 
 from worker.integrations.config import Integration
+from worker.metrics import (EVENTS_PER_REQUEST, PIXEL_PAUSED, REQUEST_SECONDS, REQUESTS_IN_FLIGHT, STAGE_SECONDS,
+                            TIKTOK_REQUESTS)
 from worker.results import final_result
 from worker.settings import Settings
 from worker.tiktok.payload import request_body
@@ -125,6 +127,7 @@ class TikTokSink:
         async with self.room:
             await self.room.wait_for(lambda: self.unfinished < self.settings.max_pending_events)
             self.unfinished += 1
+        STAGE_SECONDS.labels("waiting_in_outbox").observe(max(0.0, time.time() - record["joined_ms"] / 1000))
         ticket = Ticket(record, handle, ready_at=time.monotonic())
         key = (record["pixel_id"], record["app_id"], record.get("test_event_code"))
         lane = self.lanes.get(key)
@@ -206,6 +209,7 @@ class TikTokSink:
             ticket.attempts += 1
             ticket.first_attempt = ticket.first_attempt or started
         token = integration.access_token
+        REQUESTS_IN_FLIGHT.inc()
         try:
             async with self.session.post(
                     self.settings.tiktok_api_url, data=orjson.dumps(body),
@@ -213,8 +217,16 @@ class TikTokSink:
                 answer = classify(response.status, await response.read(), access_token=token)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             answer = classify_exception(exc, access_token=token)
+        finally:
+            REQUESTS_IN_FLIGHT.dec()
+        elapsed = time.monotonic() - started
+        REQUEST_SECONDS.observe(elapsed)
+        STAGE_SECONDS.labels("tiktok_request").observe(elapsed)
+        EVENTS_PER_REQUEST.observe(len(tickets))
+        TIKTOK_REQUESTS.labels(str(answer.http_status or "none"), str(answer.code if answer.code is not None else "none")).inc()
         if answer.outcome == "delivered":
             pace.throttle_streak = 0
+            PIXEL_PAUSED.labels(tickets[0].record["pixel_id"]).set(0)
             return [(t, self.result(t, "delivered", None, answer)) for t in tickets]
         if answer.outcome == "rejected":
             if answer.bad_item is not None and answer.bad_item < len(tickets):
@@ -228,6 +240,7 @@ class TikTokSink:
         now = time.monotonic()
         if answer.outcome == "throttled":
             pause = pace.throttled(now, self.settings.retry_cap_s)
+            PIXEL_PAUSED.labels(tickets[0].record["pixel_id"]).set(pause)
             log.warning("pixel %s throttled by TikTok (code %s): pausing %.1f s",
                         tickets[0].record["pixel_id"], answer.code, pause)
         finals = []

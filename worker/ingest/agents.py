@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 import faust
 
 from worker.app import app, settings
 from worker.ingest.records import InvalidRecord, dead_letter, parse_app_event, parse_click
+from worker.metrics import DEAD_LETTERS, RECORDS_READ
 from worker.produce import Sends
 from worker.results import final_result, utc_now_iso
 from worker.topics import TopicNames
@@ -18,6 +20,8 @@ topics = TopicNames.of(settings)
 
 inputs = app.topic(topics.clicks, topics.app_events, key_type=bytes, value_type=bytes,
                    key_serializer="raw", value_serializer="raw")
+# (topic, partition) -> the last offset read, for the consumer-lag gauge.
+read_offsets: dict[tuple[str, int], int] = {}
 
 
 @app.agent(inputs)
@@ -26,7 +30,10 @@ async def ingest(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
         for event in batch:
             await route(event.message, sends)
+            read_offsets[event.message.topic, event.message.partition] = event.message.offset
         await sends.flush()
+        for topic, count in Counter(event.message.topic for event in batch).items():
+            RECORDS_READ.labels(topic.removeprefix(settings.topic_prefix)).inc(count)
 
 
 async def route(message: faust.types.Message, sends: Sends) -> None:
@@ -42,8 +49,7 @@ async def route(message: faust.types.Message, sends: Sends) -> None:
         if "ttclid" in event:
             await sends.send_json(topics.by_ttclid, event["ttclid"], {"app_event": event})
         else:
-            await sends.send_json(topics.delivery_results, event["event_id"],
-                                  final_result(event, "skipped", "unattributed"))
+            await sends.send_result(topics.delivery_results, final_result(event, "skipped", "unattributed"))
     except InvalidRecord as exc:
         reason, detail = exc.reason, exc.detail
     except Exception as exc:  # a bug must not skip the record silently: it goes to the dead letters too
@@ -51,5 +57,6 @@ async def route(message: faust.types.Message, sends: Sends) -> None:
         reason, detail = "internal_error", f"{type(exc).__name__}: {exc}"
     else:
         return
+    DEAD_LETTERS.labels(reason).inc()
     await sends.send_json(topics.dead_letter, message.key, dead_letter(
         reason, detail, message.topic, message.partition, message.offset, message.key, message.value, utc_now_iso()))

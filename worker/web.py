@@ -1,0 +1,67 @@
+"""The web port: probes for Kubernetes and Prometheus metrics, thin readers of the worker's state.
+
+/healthz  200 while the process serves requests (liveness)
+/readyz   200 once Kafka answers, a partition assignment has completed and the integrations
+          topic has been read to its end; 503 with the reasons otherwise (readiness)
+/metrics  Prometheus exposition
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faust.types import TP
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from worker.app import app, settings
+from worker.attribution.agents import ttclids, waiting_deadlines
+from worker.ingest.agents import read_offsets
+from worker.integrations.catalog import catalog
+from worker.metrics import CONSUMER_LAG, TTCLIDS_HELD, TTCLIDS_WAITING
+from worker.topics import TopicNames, partitions_of
+
+assignment_completed = asyncio.Event()
+
+
+@app.on_partitions_assigned.connect
+async def note_assignment(app, assigned: set, **kwargs) -> None:
+    assignment_completed.set()
+
+
+@app.page("/healthz")
+class Health(View):
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "alive"})
+
+
+@app.page("/readyz")
+class Ready(View):
+    async def get(self, request: Request) -> Response:
+        problems = []
+        try:
+            await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
+        except Exception as exc:
+            problems.append(f"Kafka does not answer: {type(exc).__name__}")
+        if not assignment_completed.is_set():
+            problems.append("no partition assignment yet")
+        if not catalog.caught_up.is_set():
+            problems.append("integrations topic not read to its end yet")
+        if problems:
+            return self.json({"status": "not ready", "problems": problems}, status=503)
+        return self.json({"status": "ready"})
+
+
+@app.page("/metrics")
+class Metrics(View):
+    async def get(self, request: Request) -> Response:
+        TTCLIDS_HELD.set(len(ttclids.data))
+        TTCLIDS_WAITING.set(len(waiting_deadlines))
+        assigned = app.consumer.assignment()
+        for (topic, partition), offset in list(read_offsets.items()):
+            tp = TP(topic, partition)
+            if tp in assigned and (end := app.consumer.highwater(tp)) is not None:
+                CONSUMER_LAG.labels(topic.removeprefix(settings.topic_prefix), str(partition)).set(
+                    max(0, end - offset - 1))
+        # aiohttp takes the charset apart from the content type
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])

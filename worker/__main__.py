@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from worker.delivery.replay import replay_cli
 from worker.demo import demo_cli
 from worker.integrations.cli import integrations_cli
+from worker.kafka_security import NOT_AUTHORIZED, KafkaUnreachable, check_group_access, refusal
 from worker.settings import Settings, markdown_table
 
 LOCAL_KAFKA_HOME = Path(".local/kafka")
@@ -22,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(integrations_cli)
 cli.add_command(demo_cli)
+cli.add_command(replay_cli)
 
 
 @cli.group("local-kafka")
@@ -60,12 +63,22 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         from worker.topics import ensure_topics
 
-        asyncio.run(ensure_topics(Settings.from_env()))
+        settings = Settings.from_env()
+        try:
+            asyncio.run(ensure_topics(settings))
+            asyncio.run(check_group_access(settings))
+        except (KafkaUnreachable, *NOT_AUTHORIZED) as exc:  # Faust would retry for ever; say why and stop
+            raise SystemExit(f"the worker did not start: {refusal(exc)}") from None
         from worker.app import app
 
+        if settings.log_format == "json":
+            sys.argv.insert(1, "--quiet")  # Faust's banner is no JSON
         app.main()
     else:
-        cli()
+        try:
+            cli()
+        except (KafkaUnreachable, *NOT_AUTHORIZED) as exc:
+            raise SystemExit(f"Error: {refusal(exc)}") from None
 
 
 if __name__ == "__main__":

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import faust
 
+from worker.kafka_security import faust_credentials
+from worker.logs import logging_config
 from worker.settings import Settings
 
 settings = Settings.from_env()
 
 app = faust.App(
-    f"{settings.topic_prefix}worker",
+    settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap_servers}",
+    broker_credentials=faust_credentials(settings),
     store="memory://",
     topic_partitions=settings.topic_partitions,
     # Tables are rebuilt from their changelogs on assignment; standbys would hold
     # copies of other workers' partitions that our expiry sweeps must not touch.
     table_standby_replicas=0,
+    logging_config=logging_config(settings.log_format, settings.log_level),
     web_host=settings.web_host,
     web_port=settings.web_port,
     datadir=settings.data_dir,

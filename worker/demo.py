@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from worker.integrations.cli import publish, read_all
+from worker.kafka_security import client_options
 from worker.settings import Settings
 from worker.topics import TopicNames
 
@@ -65,11 +66,11 @@ async def run(settings: Settings, visitors: int, seed: int, timeout: float) -> N
         await publish(settings, [(DEMO_APP, orjson.dumps(demo_integration()))])
         click.echo(f"applied the demo integration for {DEMO_APP} (pixel DEMO_PIXEL, test events)")
     clicks, events = funnel(visitors, seed)
-    consumer = AIOKafkaConsumer(names.delivery_results, bootstrap_servers=settings.kafka_bootstrap_servers,
+    consumer = AIOKafkaConsumer(names.delivery_results, **client_options(settings),
                                 auto_offset_reset="latest", enable_auto_commit=False)
     await consumer.start()
     await consumer.getmany(timeout_ms=1000)  # take position at the end before producing
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5)
     await producer.start()
     try:
         # A fifth of the app events are produced before their click: the join waits for it.

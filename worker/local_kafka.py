@@ -18,8 +18,9 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 KAFKA_VERSION = "4.1.1"
 # The jars ship log4j2 without an SLF4J binding; this one makes the broker log.
@@ -61,6 +62,12 @@ class LocalKafka:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "1g"
+    # Listeners besides PLAINTEXT, named by their security protocol (e.g. {"SASL_SSL": 9095}), the
+    # broker properties they need (TLS keystores, SASL mechanisms, an authorizer), and arguments for
+    # formatting the storage (e.g. `--add-scram` users, which KRaft takes only there or from an admin).
+    extra_listeners: Mapping[str, int] = field(default_factory=dict)
+    extra_properties: Mapping[str, str] = field(default_factory=dict)
+    format_args: tuple[str, ...] = ()
 
     @property
     def bootstrap(self) -> str:
@@ -94,7 +101,8 @@ class LocalKafka:
         properties = self._write_config()
         data_dir = self.home / "data"
         if not (data_dir / "meta.properties").exists():
-            _run_java(classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties))
+            _run_java(classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(properties),
+                      *self.format_args)
         log4j = self.home / "log4j2.properties"
         log4j.write_text(LOG4J2_CONFIG.format(log=self.log_file, level="INFO"))
         with open(self.home / "broker.out", "ab") as out:
@@ -129,14 +137,16 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         path = self.home / "server.properties"
+        listeners = {"PLAINTEXT": self.port, **self.extra_listeners}
+        addresses = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{addresses},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": addresses,
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(f"{name}:{name}" for name in listeners) + ",CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.home / "data"),
             "num.partitions": "4",
             "offsets.topic.replication.factor": "1",
@@ -146,6 +156,7 @@ class LocalKafka:
             # Without this every first consumer-group join waits 3 s.
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
+            **self.extra_properties,
         }
         path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
         return path

@@ -13,8 +13,9 @@ from typing import Any, Mapping
 TIKTOK_EVENTS_URL = "https://business-api.tiktok.com/open_api/v1.3/event/track/"
 
 
-def setting(env: str, default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def setting(env: str, default: Any, doc: str, secret: bool = False) -> Any:
+    # A secret stays out of the Settings' repr, so logging the settings never shows it.
+    return field(default=default, repr=not secret, metadata={"env": env, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,22 @@ class Settings:
     kafka_bootstrap_servers: str = setting(
         "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092",
         "Kafka to use. The run command starts a local broker here when it is unset.")
+    kafka_security_protocol: str = setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.")
+    kafka_sasl_mechanism: str = setting(
+        "KAFKA_SASL_MECHANISM", "PLAIN", "`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with a `SASL_` protocol).")
+    kafka_sasl_username: str = setting("KAFKA_SASL_USERNAME", "", "The SASL user.")
+    kafka_sasl_password: str = setting("KAFKA_SASL_PASSWORD", "", "The SASL password.", secret=True)
+    kafka_sasl_password_file: str = setting(
+        "KAFKA_SASL_PASSWORD_FILE", "", "A file holding the SASL password (instead of `KAFKA_SASL_PASSWORD`).")
+    kafka_ssl_cafile: str = setting(
+        "KAFKA_SSL_CAFILE", "", "PEM file of the CA that signed the brokers' certificates; the system's CAs when unset.")
+    kafka_ssl_certfile: str = setting(
+        "KAFKA_SSL_CERTFILE", "", "PEM file of this client's certificate, for brokers that require one.")
+    kafka_ssl_keyfile: str = setting("KAFKA_SSL_KEYFILE", "", "PEM file of the private key of `KAFKA_SSL_CERTFILE`.")
+    kafka_connect_timeout_s: float = setting(
+        "KAFKA_CONNECT_TIMEOUT_SECONDS", 30.0,
+        "How long the worker and the CLI try to reach Kafka when they start before they give up with the reason.")
     topic_prefix: str = setting("TOPIC_PREFIX", "web2app.", "Prefix of every topic, internal ones included.")
     topic_partitions: int = setting(
         "TOPIC_PARTITIONS", 8,
@@ -62,7 +79,16 @@ class Settings:
     web_host: str = setting("WEB_HOST", "0.0.0.0", "Address of the web server (health, metrics).")
     web_port: int = setting("WEB_PORT", 6066, "Port of the web server.")
     log_level: str = setting("LOG_LEVEL", "info", "crit, error, warn, info or debug.")
+    log_format: str = setting(
+        "LOG_FORMAT", "json", "`json`: one object per line (time, level, logger, message, app_id, pixel_id, "
+        "event_id); `text` for reading in a terminal.")
     data_dir: str = setting("DATA_DIR", ".local/worker-data", "Where the worker keeps local files.")
+    token_encryption_keys: str = setting(
+        "TOKEN_ENCRYPTION_KEYS", "",
+        "Fernet keys, comma-separated, that encrypt the integrations' access tokens; the first encrypts.",
+        secret=True)
+    token_encryption_keys_file: str = setting(
+        "TOKEN_ENCRYPTION_KEYS_FILE", "", "A file holding the keys (instead of `TOKEN_ENCRYPTION_KEYS`).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -76,6 +102,11 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def app_id(self) -> str:
+        """The Faust app's id, which is also the consumer group of the worker's replicas."""
+        return self.topic("worker")
 
 
 def _parse(kind: Any, raw: str, env: str) -> Any:
@@ -101,5 +132,6 @@ def markdown_table() -> str:
         default = f.default
         if isinstance(default, bool):
             default = "on" if default else "off"
-        rows.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['doc']} |")
+        default = f"`{default}`" if default != "" else ""  # unset: an empty cell, not an empty code span
+        rows.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['doc']} |")
     return "\n".join(rows)

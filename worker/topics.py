@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from worker import kafka_security
 from worker.settings import Settings
 
 
@@ -54,8 +55,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 async def ensure_topics(settings: Settings, client_options: dict | None = None) -> None:
-    """Create the worker's topics that do not exist yet; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **(client_options or {}))
+    """Create the worker's topics that do not exist yet; existing ones are left as they are.
+
+    Connects first, so a wrong password, an untrusted certificate or no broker ends here with the reason."""
+    await kafka_security.check_reachable(settings)
+    admin = AIOKafkaAdminClient(**kafka_security.client_options(settings), **(client_options or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -71,7 +75,7 @@ async def ensure_topics(settings: Settings, client_options: dict | None = None) 
 
 
 async def partitions_of(settings: Settings, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_security.client_options(settings))
     await admin.start()
     try:
         [description] = await admin.describe_topics([topic])

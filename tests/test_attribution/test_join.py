@@ -10,14 +10,15 @@ def click(ts=1000.0, campaign="Spring"):
             "url": "https://app.example/?ttclid=T"}
 
 
-def event(event_id="e1", name="trial_started"):
-    return {"event_id": event_id, "app_id": "a", "name": name, "ttclid": "T", "occurred_ts": 1100.0}
+def event(event_id="e1", name="trial_started", offset=1):
+    return {"event_id": event_id, "app_id": "a", "name": name, "ttclid": "T", "occurred_ts": 1100.0,
+            "source": [0, offset]}
 
 
 def test_an_event_after_its_click_leaves_enriched():
     state = join.new_state(0)
     assert join.on_click(state, click()) == []
-    [out], duplicate = join.on_app_event(state, event(), 1, 2000, GRACE, WINDOW)
+    [out], duplicate = join.on_app_event(state, event(offset=1), 2000, GRACE, WINDOW)
     assert not duplicate
     assert out["enriched"] and out["campaign_name"] == "Spring" and out["ip"] == "203.0.113.5"
     assert out["url"] == "https://app.example/?ttclid=T"
@@ -25,8 +26,8 @@ def test_an_event_after_its_click_leaves_enriched():
 
 def test_events_waiting_for_their_click_leave_with_it_in_order():
     state = join.new_state(0)
-    assert join.on_app_event(state, event("e1"), 1, 2000, GRACE, WINDOW) == ([], False)
-    assert join.on_app_event(state, event("e2"), 2, 2001, GRACE, WINDOW) == ([], False)
+    assert join.on_app_event(state, event("e1", offset=1), 2000, GRACE, WINDOW) == ([], False)
+    assert join.on_app_event(state, event("e2", offset=2), 2001, GRACE, WINDOW) == ([], False)
     released = join.on_click(state, click())
     assert [e["event_id"] for e in released] == ["e1", "e2"]
     assert all(e["enriched"] for e in released) and state["waiting"] == []
@@ -34,7 +35,7 @@ def test_events_waiting_for_their_click_leave_with_it_in_order():
 
 def test_after_the_grace_period_an_event_leaves_without_enrichment_once():
     state = join.new_state(0)
-    join.on_app_event(state, event(), 1, 2000, GRACE, WINDOW)
+    join.on_app_event(state, event(offset=1), 2000, GRACE, WINDOW)
     assert join.expire(state, 2000 + GRACE - 1, WINDOW) == []
     [out] = join.expire(state, 2000 + GRACE, WINDOW)
     assert out["enriched"] is False and "wait_until" not in out
@@ -46,24 +47,24 @@ def test_the_latest_click_wins_whatever_the_order_they_arrive_in():
     join.on_click(state, click(ts=1000, campaign="Old"))
     join.on_click(state, click(ts=2000, campaign="New"))
     join.on_click(state, click(ts=1500, campaign="Late but older"))
-    [out], _ = join.on_app_event(state, event(), 1, 2500, GRACE, WINDOW)
+    [out], _ = join.on_app_event(state, event(offset=1), 2500, GRACE, WINDOW)
     assert out["campaign_name"] == "New"
 
 
 def test_a_repeated_event_id_is_a_duplicate_but_a_replay_of_the_same_record_is_not():
     state = join.new_state(0)
     join.on_click(state, click())
-    assert join.on_app_event(state, event(), 7, 2000, GRACE, WINDOW)[1] is False
-    assert join.on_app_event(state, event(), 7, 2001, GRACE, WINDOW)[1] is False  # crash replay
-    assert join.on_app_event(state, event(), 8, 2002, GRACE, WINDOW)[1] is True
-    assert join.on_app_event(state, event(), 9, 2000 + join.DEDUP_WINDOW_S, GRACE, WINDOW)[1] is False
+    assert join.on_app_event(state, event(offset=7), 2000, GRACE, WINDOW)[1] is False
+    assert join.on_app_event(state, event(offset=7), 2001, GRACE, WINDOW)[1] is False  # crash replay
+    assert join.on_app_event(state, event(offset=8), 2002, GRACE, WINDOW)[1] is True
+    assert join.on_app_event(state, event(offset=9), 2000 + join.DEDUP_WINDOW_S, GRACE, WINDOW)[1] is False
 
 
 def test_state_is_forgotten_after_the_windows():
     state = join.new_state(0)
     window = 3600
     join.on_click(state, click(ts=1000))
-    join.on_app_event(state, event(), 1, 1000, GRACE, window)
+    join.on_app_event(state, event(offset=1), 1000, GRACE, window)
     join.expire(state, 1000 + window, window)
     assert state["click"] is None and not join.is_empty(state)  # the event id is kept for 48 h
     join.expire(state, 1000 + join.DEDUP_WINDOW_S, window)
@@ -73,5 +74,5 @@ def test_state_is_forgotten_after_the_windows():
 def test_a_click_past_the_window_does_not_enrich():
     state = join.new_state(0)
     join.on_click(state, click(ts=1000))
-    assert join.on_app_event(state, event(), 1, 1000 + WINDOW, GRACE, WINDOW) == ([], False)
+    assert join.on_app_event(state, event(offset=1), 1000 + WINDOW, GRACE, WINDOW) == ([], False)
     assert state["waiting"]

@@ -59,7 +59,7 @@ async def attribute(stream: faust.StreamT) -> None:
                 if "click" in item:
                     released += join.on_click(state, item["click"])
                 else:
-                    out, duplicate = join.on_app_event(state, item["app_event"], message.offset, now,
+                    out, duplicate = join.on_app_event(state, item["app_event"], now,
                                                        settings.click_grace_s, settings.attribution_window_s)
                     released += out
                     if duplicate:

@@ -38,15 +38,23 @@ def on_click(state: State, click: dict[str, Any]) -> list[dict[str, Any]]:
     return released
 
 
-def on_app_event(state: State, event: dict[str, Any], offset: int, now: float,
+def on_app_event(state: State, event: dict[str, Any], now: float,
                  grace_s: float, attribution_window_s: float) -> tuple[list[dict[str, Any]], bool]:
-    """(released events, is_duplicate). `offset` tells a replay of the same record from a true repeat."""
+    """(released events, is_duplicate).
+
+    `event["source"]`, where the app event was read, tells a replay of the same record (a crash or
+    a rebalance) from a true repeat (upstream sent the event id again).
+    """
+    source = event["source"]
     key = f"{event['app_id']}/{event['event_id']}"
     seen = state["seen"].get(key)
-    if seen is not None and seen[1] != offset and now - seen[0] < DEDUP_WINDOW_S:
+    if seen is not None and seen[1] == source:
+        # A replay of a record this state already holds (after a rebalance or a crash): a state is
+        # stored only once its batch's outbox records are acknowledged, so the event has left or waits.
+        return [], False
+    if seen is not None and now - seen[0] < DEDUP_WINDOW_S:
         return [], True
-    if seen is None or seen[1] != offset:
-        state["seen"][key] = [now, offset]
+    state["seen"][key] = [now, source]
     if state["click"] is not None and state["click"]["occurred_ts"] + attribution_window_s <= now:
         state["click"] = None
     if state["click"] is not None:

@@ -8,6 +8,7 @@ import orjson
 
 from worker.app import app, settings
 from worker.delivery.acks import InOrderAcks
+from worker.delivery.replay import kept_for_replay, replayable
 from worker.delivery.sink import Ticket, TikTokSink
 from worker.integrations.catalog import catalog
 from worker.produce import Sends
@@ -20,8 +21,10 @@ acks = InOrderAcks()
 
 async def write_results(finals: list[tuple[Ticket, dict]]) -> None:
     sends = Sends(app)
-    for _, result in finals:
+    for ticket, result in finals:
         await sends.send_result(topics.delivery_results, result)
+        if replayable(result):
+            await sends.send_json(topics.dead_letter, result["event_id"], kept_for_replay(ticket, result))
     await sends.flush()
     for ticket, _ in finals:
         stream, partition, entry = ticket.handle

@@ -242,7 +242,8 @@ class TikTokSink:
             pause = pace.throttled(now, self.settings.retry_cap_s)
             PIXEL_PAUSED.labels(tickets[0].record["pixel_id"]).set(pause)
             log.warning("pixel %s throttled by TikTok (code %s): pausing %.1f s",
-                        tickets[0].record["pixel_id"], answer.code, pause)
+                        tickets[0].record["pixel_id"], answer.code, pause,
+                        extra={"pixel_id": tickets[0].record["pixel_id"]})
         finals = []
         for ticket in tickets:
             if (ticket.attempts >= self.settings.retry_max_attempts

@@ -46,6 +46,7 @@ async def route(message: faust.types.Message, sends: Sends) -> None:
             return
         event = parse_app_event(message.value)
         event["read_ms"] = read_ms
+        event["source"] = [message.partition, message.offset]
         if "ttclid" in event:
             await sends.send_json(topics.by_ttclid, event["ttclid"], {"app_event": event})
         else:

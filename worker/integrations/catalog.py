@@ -12,11 +12,16 @@ import asyncio
 import logging
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from mode import Service
 
 from worker.app import app, settings
+from worker.ingest.records import dead_letter
 from worker.integrations.config import Integration, InvalidIntegration, parse_integration
+from worker.integrations.tokens import UndecryptableToken, decrypt_token, token_keys
+from worker.kafka_security import client_options
+from worker.produce import Sends
+from worker.results import utc_now_iso
 from worker.topics import TopicNames, partitions_of
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,9 @@ class IntegrationCatalog(Service):
         super().__init__(**kwargs)
         self.topic = TopicNames.of(settings).integrations
         self.integrations: dict[str, Integration | None] = {}  # None: present but unusable
+        self.keys = token_keys(settings)
+        # app_id -> the dead letter of its record, whose token no key of ours opens, until it is written.
+        self.undecryptable: dict[str, dict] = {}
         self.caught_up = asyncio.Event()
 
     def get(self, app_id: str) -> tuple[Integration | None, str | None]:
@@ -36,21 +44,28 @@ class IntegrationCatalog(Service):
         integration = self.integrations[app_id]
         return (integration, None) if integration is not None else (None, "integration_invalid")
 
-    def apply(self, key: bytes, value: bytes | None) -> None:
-        app_id = key.decode(errors="replace")
-        if value is None:
+    def apply(self, message: ConsumerRecord) -> None:
+        app_id = message.key.decode(errors="replace")
+        self.undecryptable.pop(app_id, None)
+        if message.value is None:
             self.integrations.pop(app_id, None)
             return
         try:
-            self.integrations[app_id] = parse_integration(orjson.loads(value))
+            self.integrations[app_id] = parse_integration(decrypt_token(orjson.loads(message.value), self.keys))
         except (orjson.JSONDecodeError, InvalidIntegration) as exc:
-            log.error("integration of app %s is unusable, its events are skipped: %s", app_id, exc)
+            log.error("integration of app %s is unusable, its events are skipped: %s", app_id, exc,
+                      extra={"app_id": app_id})
             self.integrations[app_id] = None
+            if isinstance(exc, UndecryptableToken):
+                # The record itself is left out: it holds the token, encrypted or not.
+                self.undecryptable[app_id] = dead_letter(
+                    "integration_undecryptable", str(exc), message.topic, message.partition, message.offset,
+                    message.key, None, utc_now_iso())
 
     @Service.task
     async def follow(self) -> None:
         partitions = [TopicPartition(self.topic, p) for p in await partitions_of(settings, self.topic)]
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
         await consumer.start()
         try:
             consumer.assign(partitions)
@@ -59,7 +74,7 @@ class IntegrationCatalog(Service):
             while not self.should_stop:
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
-                        self.apply(message.key, message.value)
+                        self.apply(message)
                 if not self.caught_up.is_set() and all(
                         [await consumer.position(tp) >= ends[tp] for tp in partitions]):
                     log.info("integrations read: %d apps", len(self.integrations))
@@ -69,3 +84,17 @@ class IntegrationCatalog(Service):
 
 
 catalog = app.service(IntegrationCatalog())
+
+
+@app.timer(interval=1.0)
+async def report_undecryptable() -> None:
+    """Every replica reads every integration, and logs what it cannot decrypt; only the group's
+    leader writes the dead letters, so an undecryptable record gets one, not one per replica."""
+    if not catalog.undecryptable or not app.consumer.assignment():
+        return  # until the first assignment no replica knows whether it leads
+    pending, catalog.undecryptable = catalog.undecryptable, {}
+    if app.is_leader():
+        sends = Sends(app)
+        for app_id, entry in pending.items():
+            await sends.send_json(TopicNames.of(settings).dead_letter, app_id, entry)
+        await sends.flush()

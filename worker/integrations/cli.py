@@ -13,6 +13,8 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from worker.integrations.config import InvalidIntegration, parse_integration, public_view
+from worker.integrations.tokens import decrypt_token, encrypt_token, token_keys
+from worker.kafka_security import client_options
 from worker.settings import Settings
 from worker.topics import TopicNames, ensure_topics, partitions_of
 
@@ -40,6 +42,11 @@ def apply(file: Path) -> None:
     if problems:
         raise click.ClickException(f"{file} was not published:\n  " + "\n  ".join(problems))
     settings = Settings.from_env()
+    keys = token_keys(settings)
+    if keys is None:
+        click.echo("warning: TOKEN_ENCRYPTION_KEYS is not set: the access tokens are published in plain text", err=True)
+    else:
+        records = [encrypt_token(r, keys) for r in records]
     asyncio.run(publish(settings, [(r["app_id"], orjson.dumps(r)) for r in records]))
     for record in records:
         click.echo(f"applied {record['app_id']} (pixel {record['pixel_id']})")
@@ -56,19 +63,44 @@ def remove(app_id: str) -> None:
 @integrations_cli.command("list")
 def list_integrations() -> None:
     """Show the active integrations, tokens masked."""
-    active = asyncio.run(read_all(Settings.from_env()))
+    settings = Settings.from_env()
+    keys = token_keys(settings)
+    active = asyncio.run(read_all(settings))
     views = []
     for app_id, raw in sorted(active.items()):
         try:
-            views.append(public_view(parse_integration(orjson.loads(raw))))
+            views.append(public_view(parse_integration(decrypt_token(orjson.loads(raw), keys))))
         except (orjson.JSONDecodeError, InvalidIntegration) as exc:
             views.append({"app_id": app_id, "invalid": str(exc)})
     click.echo(json.dumps(views, indent=2, ensure_ascii=False))
 
 
+@integrations_cli.command("rotate")
+def rotate() -> None:
+    """Re-encrypt every integration's token with the first of TOKEN_ENCRYPTION_KEYS (plain-text tokens too)."""
+    settings = Settings.from_env()
+    keys = token_keys(settings)
+    if keys is None:
+        raise click.ClickException("set TOKEN_ENCRYPTION_KEYS to the new key, then the old ones, to rotate")
+    rotated, problems = [], []
+    for app_id, raw in sorted(asyncio.run(read_all(settings)).items()):
+        try:
+            record = orjson.loads(raw)
+            parse_integration(decrypt_token(record, keys))
+        except (orjson.JSONDecodeError, InvalidIntegration) as exc:
+            problems.append(str(exc) if isinstance(exc, InvalidIntegration) else f"{app_id}: not JSON")
+            continue
+        rotated.append((app_id, orjson.dumps(encrypt_token(record, keys))))
+    asyncio.run(publish(settings, rotated))
+    for app_id, _ in rotated:
+        click.echo(f"re-encrypted {app_id}")
+    if problems:
+        raise click.ClickException("left as they were:\n  " + "\n  ".join(problems))
+
+
 async def publish(settings: Settings, records: list[tuple[str, bytes | None]]) -> None:
     await ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
     try:
         topic = TopicNames.of(settings).integrations
@@ -83,7 +115,7 @@ async def read_all(settings: Settings) -> dict[str, Any]:
     topic = TopicNames.of(settings).integrations
     await ensure_topics(settings)
     partitions = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     active: dict[str, Any] = {}
     try:

@@ -52,4 +52,5 @@ def topic_name(name: str) -> str:
 import worker.ingest.agents  # noqa: E402,F401
 import worker.attribution.agents  # noqa: E402,F401
 import worker.delivery.agents  # noqa: E402,F401
-import worker.web  # noqa: E402,F401
+import worker.analytics.agents  # noqa: E402,F401
+import worker.web  # noqa: E402,F401  (probes, metrics, analytics)

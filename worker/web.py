@@ -4,16 +4,21 @@
 /readyz   200 once Kafka answers, a partition assignment has completed and the integrations
           topic has been read to its end; 503 with the reasons otherwise (readiness)
 /metrics  Prometheus exposition
+/campaigns        delivery results per app, UTC day, campaign, ad set and ad (JSON; ?app=&from=&to=)
+/campaigns/page   the same as a page that updates itself, with a chart
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from worker.analytics.agents import campaign_rows
+from worker.analytics.stats import matching
 from worker.app import app, settings
 from worker.attribution.agents import ttclids, waiting_deadlines
 from worker.ingest.agents import read_offsets
@@ -65,3 +70,20 @@ class Metrics(View):
                     max(0, end - offset - 1))
         # aiohttp takes the charset apart from the content type
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.page("/campaigns")
+class Campaigns(View):
+    async def get(self, request: Request) -> Response:
+        query = request.query
+        return self.json(matching(list(campaign_rows.rows.values()), query.get("app"), query.get("from"),
+                                  query.get("to")))
+
+
+CAMPAIGNS_PAGE = (Path(__file__).parent / "analytics" / "page.html").read_bytes()
+
+
+@app.page("/campaigns/page")
+class CampaignsPage(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(CAMPAIGNS_PAGE, content_type="text/html")

@@ -8,34 +8,30 @@ one whose changelog is a topic of our own nor applies updates after recovery.)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from mode import Service
+from aiokafka import ConsumerRecord
 
 from worker.app import app, settings
+from worker.follow import TopicFollower
 from worker.ingest.records import dead_letter
 from worker.integrations.config import Integration, InvalidIntegration, parse_integration
 from worker.integrations.tokens import UndecryptableToken, decrypt_token, token_keys
-from worker.kafka_security import client_options
 from worker.produce import Sends
 from worker.results import utc_now_iso
-from worker.topics import TopicNames, partitions_of
+from worker.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 
-class IntegrationCatalog(Service):
+class IntegrationCatalog(TopicFollower):
     def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.topic = TopicNames.of(settings).integrations
+        super().__init__(settings, TopicNames.of(settings).integrations, **kwargs)
         self.integrations: dict[str, Integration | None] = {}  # None: present but unusable
         self.keys = token_keys(settings)
         # app_id -> the dead letter of its record, whose token no key of ours opens, until it is written.
         self.undecryptable: dict[str, dict] = {}
-        self.caught_up = asyncio.Event()
 
     def get(self, app_id: str) -> tuple[Integration | None, str | None]:
         """The app's integration, or None with the reason there is none usable."""
@@ -61,26 +57,6 @@ class IntegrationCatalog(Service):
                 self.undecryptable[app_id] = dead_letter(
                     "integration_undecryptable", str(exc), message.topic, message.partition, message.offset,
                     message.key, None, utc_now_iso())
-
-    @Service.task
-    async def follow(self) -> None:
-        partitions = [TopicPartition(self.topic, p) for p in await partitions_of(settings, self.topic)]
-        consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            while not self.should_stop:
-                for messages in (await consumer.getmany(timeout_ms=500)).values():
-                    for message in messages:
-                        self.apply(message)
-                if not self.caught_up.is_set() and all(
-                        [await consumer.position(tp) >= ends[tp] for tp in partitions]):
-                    log.info("integrations read: %d apps", len(self.integrations))
-                    self.caught_up.set()
-        finally:
-            await consumer.stop()
 
 
 catalog = app.service(IntegrationCatalog())

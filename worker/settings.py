@@ -78,6 +78,9 @@ class Settings:
         "TIKTOK_MAX_EVENT_AGE_SECONDS", 7 * 86400, "An event older than this is `failed` / `expired`, not sent.")
     web_host: str = setting("WEB_HOST", "0.0.0.0", "Address of the web server (health, metrics).")
     web_port: int = setting("WEB_PORT", 6066, "Port of the web server.")
+    analytics_token: str = setting(
+        "ANALYTICS_TOKEN", "", "Token that `/campaigns` and its page require (`Authorization: Bearer`, or basic "
+        "auth with it as the password); unset, they are off. Probes and metrics stay open.", secret=True)
     log_level: str = setting("LOG_LEVEL", "info", "crit, error, warn, info or debug.")
     log_format: str = setting(
         "LOG_FORMAT", "json", "`json`: one object per line (time, level, logger, message, app_id, pixel_id, "

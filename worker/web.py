@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 from pathlib import Path
 
 from faust.types import TP
@@ -72,9 +74,27 @@ class Metrics(View):
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
+def analytics_refusal(view: View, request: Request) -> Response | None:
+    """None when the request may see the analytics; else 404 (they are off) or 401."""
+    if not settings.analytics_token:
+        return view.json({"error": "analytics are off: set ANALYTICS_TOKEN"}, status=404)
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        credentials = base64.b64decode(credentials.encode(), validate=False).decode(errors="replace")
+        credentials = credentials.partition(":")[2]
+    elif scheme.lower() != "bearer":
+        credentials = ""
+    if hmac.compare_digest(credentials.encode(), settings.analytics_token.encode()):
+        return None
+    return view.json({"error": "unauthorized"}, status=401,
+                     headers={"WWW-Authenticate": 'Basic realm="web2app analytics"'})
+
+
 @app.page("/campaigns")
 class Campaigns(View):
     async def get(self, request: Request) -> Response:
+        if refused := analytics_refusal(self, request):
+            return refused
         query = request.query
         return self.json(matching(list(campaign_rows.rows.values()), query.get("app"), query.get("from"),
                                   query.get("to")))
@@ -86,4 +106,6 @@ CAMPAIGNS_PAGE = (Path(__file__).parent / "analytics" / "page.html").read_bytes(
 @app.page("/campaigns/page")
 class CampaignsPage(View):
     async def get(self, request: Request) -> Response:
+        if refused := analytics_refusal(self, request):
+            return refused
         return self.bytes(CAMPAIGNS_PAGE, content_type="text/html")

@@ -18,6 +18,8 @@ from worker.analytics.stats import add_result, empty_row, matching, row_key
 from worker.tiktok.sandbox import Sandbox
 
 ARTIFACTS = REPO / "tests" / "artifacts"
+ANALYTICS_TOKEN = "analytics-5ecret-token"
+BEARER = {"Authorization": f"Bearer {ANALYTICS_TOKEN}"}
 
 
 def test_rows_count_statuses_events_value_and_enrichment():
@@ -37,7 +39,7 @@ def test_rows_count_statuses_events_value_and_enrichment():
 
 
 async def fetch_json(session: aiohttp.ClientSession, url: str):
-    async with session.get(url) as response:
+    async with session.get(url, headers=BEARER) as response:
         assert response.status == 200
         return await response.json()
 
@@ -45,7 +47,8 @@ async def fetch_json(session: aiohttp.ClientSession, url: str):
 async def test_every_replica_serves_the_whole_picture_and_the_page_shows_it(kafka: Kafka, worker_env,
                                                                           start_worker, tmp_path):
     async with Sandbox() as sandbox, aiohttp.ClientSession() as session:
-        env = {**worker_env, "TIKTOK_API_URL": sandbox.url, "TIKTOK_BATCH_LINGER_SECONDS": "0.1"}
+        env = {**worker_env, "TIKTOK_API_URL": sandbox.url, "TIKTOK_BATCH_LINGER_SECONDS": "0.1",
+               "ANALYTICS_TOKEN": ANALYTICS_TOKEN}
         apply_integrations(env, [{"app_id": "app1", "pixel_id": "PIX1", "access_token": "tok_campaigns_012345"}],
                            tmp_path)
         replicas = [await start_worker(**env), await start_worker(**env)]
@@ -78,7 +81,7 @@ async def test_every_replica_serves_the_whole_picture_and_the_page_shows_it(kafk
         chromium = shutil.which("chromium")
         if chromium is None:
             pytest.skip("chromium is not installed (scripts/test installs it where it can)")
-        page = f"http://127.0.0.1:{replicas[1].web_port}/campaigns/page"
+        page = f"http://analyst:{ANALYTICS_TOKEN}@127.0.0.1:{replicas[1].web_port}/campaigns/page"
         ARTIFACTS.mkdir(exist_ok=True)
         common = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
         dom = await asyncio.to_thread(subprocess.run, [*common, "--dump-dom", page], capture_output=True, text=True,
@@ -90,3 +93,23 @@ async def test_every_replica_serves_the_whole_picture_and_the_page_shows_it(kafk
     assert 'data-ad="UGC-1"' in html and "100%" in html
     assert html.count('class="bar"') == 3
     assert Path(ARTIFACTS / "campaigns.png").stat().st_size > 10_000
+
+
+async def test_analytics_need_the_token_and_are_off_without_one(worker_env, start_worker):
+    async with aiohttp.ClientSession() as session:
+        on = await start_worker(**worker_env, ANALYTICS_TOKEN=ANALYTICS_TOKEN)
+        off = await start_worker(**worker_env)
+        base = f"http://127.0.0.1:{on.web_port}"
+        for path in ("/campaigns", "/campaigns/page"):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + "eDp3cm9uZw=="}):
+                async with session.get(base + path, headers=headers) as response:
+                    assert response.status == 401
+                    assert ANALYTICS_TOKEN not in await response.text() + str(response.headers)
+            async with session.get(base + path, headers=BEARER) as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{off.web_port}{path}", headers=BEARER) as response:
+                assert response.status == 404
+        for path in ("/healthz", "/metrics"):
+            async with session.get(base + path) as response:
+                assert response.status == 200
+    assert ANALYTICS_TOKEN not in on.output()

@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from worker.attribution.join import DEDUP_WINDOW_S
 from worker.kafka_security import client_options
 from worker.settings import Settings
-from worker.topics import TopicNames, partitions_of
+from worker.topics import TopicNames, records_to_end
 
 # Rejections an operator can cure by fixing the integration: permission, token expired, empty or invalid, allowlist.
 CURABLE_CODES = frozenset({40001, 40102, 40104, 40105, 40118})
@@ -52,24 +52,12 @@ def selected(kept: dict[str, Any], apps: tuple[str, ...], reasons: tuple[str, ..
 
 
 async def read_kept(settings: Settings) -> list[dict[str, Any]]:
-    """Every dead letter kept for replay, from the start of the topic to its current end."""
-    topic = TopicNames.of(settings).dead_letter
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
+    """Every dead letter kept for replay."""
     kept = []
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
-                kept += [v for v in (orjson.loads(m.value) for m in messages) if "outbox_record" in v]
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    async for message in records_to_end(settings, TopicNames.of(settings).dead_letter):
+        dead = orjson.loads(message.value)
+        if "outbox_record" in dead:
+            kept.append(dead)
     return kept
 
 

@@ -10,13 +10,13 @@ from typing import Any
 import click
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from worker.integrations.config import InvalidIntegration, parse_integration, public_view
 from worker.integrations.tokens import decrypt_token, encrypt_token, token_keys
 from worker.kafka_security import client_options
 from worker.settings import Settings
-from worker.topics import TopicNames, ensure_topics, partitions_of
+from worker.topics import TopicNames, ensure_topics, records_to_end
 
 
 @click.group("integrations")
@@ -111,28 +111,13 @@ async def publish(settings: Settings, records: list[tuple[str, bytes | None]]) -
 
 
 async def read_all(settings: Settings) -> dict[str, Any]:
-    """The integrations topic folded by key, read from its start to its current end."""
-    topic = TopicNames.of(settings).integrations
+    """The integrations topic folded by key: app_id -> its current record."""
     await ensure_topics(settings)
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
     active: dict[str, Any] = {}
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            for tp, messages in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
-                for message in messages:
-                    app_id = message.key.decode()
-                    if message.value is None:
-                        active.pop(app_id, None)
-                    else:
-                        active[app_id] = message.value
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    async for message in records_to_end(settings, TopicNames.of(settings).integrations):
+        app_id = message.key.decode()
+        if message.value is None:
+            active.pop(app_id, None)
+        else:
+            active[app_id] = message.value
     return active

@@ -40,7 +40,11 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path):
     async def start(**env: str) -> WorkerProcess:
         worker = WorkerProcess({**worker_env, **env}, tmp_path / f"worker-{len(started)}.log").start()
         started.append(worker)
-        return await worker.wait_ready()
+        await worker.wait_ready()
+        for other in started:  # a new replica makes the others rebalance: wait until they settled too
+            if other.process.poll() is None:
+                await other.wait_ready()
+        return worker
 
     yield start
     for worker in started:

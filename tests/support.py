@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -108,12 +109,21 @@ class WorkerProcess:
         return self.log_path.read_bytes()[self._log_offset:].decode(errors="replace")
 
     async def wait_ready(self, timeout: float = 90.0) -> "WorkerProcess":
+        """Until /readyz says ready: assigned, integrations read, no rebalance under way."""
         deadline = time.monotonic() + timeout
-        while "Ready" not in self.output():
-            assert self.process.poll() is None, f"worker exited:\n{self.output()[-4000:]}"
-            assert time.monotonic() < deadline, f"worker not ready in {timeout} s:\n{self.output()[-4000:]}"
-            await asyncio.sleep(0.25)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            while not await self._ready(session):
+                assert self.process.poll() is None, f"worker exited:\n{self.output()[-4000:]}"
+                assert time.monotonic() < deadline, f"worker not ready in {timeout} s:\n{self.output()[-4000:]}"
+                await asyncio.sleep(0.25)
         return self
+
+    async def _ready(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(f"http://127.0.0.1:{self.web_port}/readyz") as response:
+                return response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

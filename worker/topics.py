@@ -27,12 +27,13 @@ class TopicNames:
     dead_letter: str
     by_ttclid: str  # internal: clicks and app events re-keyed by ttclid, so both meet in one partition
     outbox: str  # internal: events ready for TikTok, keyed by pixel_id so one replica owns a pixel
+    by_campaign: str  # internal: delivery results keyed by their campaign row, for the analytics table
 
     @classmethod
     def of(cls, settings: Settings) -> "TopicNames":
         t = settings.topic
         return cls(t("clicks"), t("app-events"), t("integrations"), t("delivery-results"),
-                   t("dead-letter"), t("by-ttclid"), t("outbox"))
+                   t("dead-letter"), t("by-ttclid"), t("outbox"), t("by-campaign"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.dead_letter, n),
         TopicSpec(names.by_ttclid, n),
         TopicSpec(names.outbox, n),
+        TopicSpec(names.by_campaign, n),
     ]
 
 

@@ -36,6 +36,11 @@ async def note_assignment(app, assigned: set, **kwargs) -> None:
     assignment_completed.set()
 
 
+@app.on_partitions_revoked.connect
+async def note_rebalance(app, revoked: set, **kwargs) -> None:
+    assignment_completed.clear()  # not ready while the group rebalances
+
+
 @app.page("/healthz")
 class Health(View):
     async def get(self, request: Request) -> Response:
@@ -51,7 +56,7 @@ class Ready(View):
         except Exception as exc:
             problems.append(f"Kafka does not answer: {type(exc).__name__}")
         if not assignment_completed.is_set():
-            problems.append("no partition assignment yet")
+            problems.append("no partition assignment yet, or a rebalance is under way")
         if not catalog.caught_up.is_set():
             problems.append("integrations topic not read to its end yet")
         if problems:

@@ -308,7 +308,7 @@ async def test_a_worker_killed_mid_stream_loses_no_app_event_and_its_successor_k
         def reached() -> set[str]:
             return set(event_ids(tail.values("outbox"))) | set(event_ids(tail.values("delivery-results")))
 
-        if await tail.wait_for(lambda: reached() >= everything, 60):
+        if await tail.wait_for(lambda: reached() >= everything, 45):
             await asyncio.sleep(2)  # time for a duplicate to show
             await tail.catch_up()
 

@@ -14,21 +14,31 @@ from aiokafka import ConsumerRecord
 from worker.analytics.stats import add_result, empty_row, row_key
 from worker.app import app, settings
 from worker.follow import TopicFollower
+from worker.produce import Sends
 from worker.topics import TopicNames
 
-results = app.topic(TopicNames.of(settings).delivery_results, key_type=bytes, value_type=bytes,
+topics = TopicNames.of(settings)
+results = app.topic(topics.delivery_results, key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")
+by_campaign = app.topic(topics.by_campaign, key_type=bytes, value_type=bytes,
+                        key_serializer="raw", value_serializer="raw")
 campaign_stats = app.Table("campaign_stats", partitions=settings.topic_partitions, key_type=bytes,
                            value_type=bytes)
 
 
-def campaign_key(raw: bytes) -> bytes:
-    return row_key(orjson.loads(raw)).encode()
-
-
 @app.agent(results)
+async def rekey_results(stream) -> None:
+    """Results are keyed by event id; the table is keyed by campaign row, so they are re-keyed first."""
+    sends = Sends(app)
+    async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
+        for event in batch:
+            await sends.send(topics.by_campaign, row_key(orjson.loads(event.message.value)), event.message.value)
+        await sends.flush()
+
+
+@app.agent(by_campaign)
 async def count_results(stream) -> None:
-    async for key, raw in stream.group_by(campaign_key, name="by-campaign").items():
+    async for key, raw in stream.items():
         row = campaign_stats.get(key)
         row = orjson.loads(row) if row is not None else empty_row(key.decode())
         campaign_stats[key] = orjson.dumps(add_result(row, orjson.loads(raw)))

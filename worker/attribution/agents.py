@@ -105,7 +105,9 @@ async def store(states: Iterable[tuple[bytes, join.State]], sends: Sends) -> Non
             ttclids.data.pop(key, None)
             await sends.send(changelog, key, None, state["p"])
         else:
-            raw = orjson.dumps(state)
+            # orjson hands back a buffer of several KiB for a state of a few hundred bytes;
+            # the table keeps it for the attribution window, so keep an exactly sized copy.
+            raw = bytes(memoryview(orjson.dumps(state)))
             ttclids.data[key] = raw
             await sends.send(changelog, key, raw, state["p"])
     await sends.flush()

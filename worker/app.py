@@ -8,6 +8,9 @@ Pipeline, one package per stage, in the order a record travels:
 
 from __future__ import annotations
 
+import os
+import threading
+
 import faust
 
 from worker.kafka_security import faust_credentials
@@ -16,7 +19,17 @@ from worker.settings import Settings
 
 settings = Settings.from_env()
 
-app = faust.App(
+class WorkerApp(faust.App):
+    async def on_stop(self) -> None:
+        # A bound on shutdown whatever hangs (a broker gone, a stuck request): what was not
+        # committed is read again by the next owner, so exiting loses nothing.
+        watchdog = threading.Timer(settings.shutdown_timeout_s, os._exit, args=(1,))
+        watchdog.daemon = True
+        watchdog.start()
+        await super().on_stop()
+
+
+app = WorkerApp(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap_servers}",
     broker_credentials=faust_credentials(settings),

@@ -81,6 +81,9 @@ class Settings:
     analytics_token: str = setting(
         "ANALYTICS_TOKEN", "", "Token that `/campaigns` and its page require (`Authorization: Bearer`, or basic "
         "auth with it as the password); unset, they are off. Probes and metrics stay open.", secret=True)
+    shutdown_timeout_s: float = setting(
+        "SHUTDOWN_TIMEOUT_SECONDS", 30, "After SIGTERM the process exits within this, whatever is still pending "
+        "(uncommitted events are read again by the next owner).")
     log_level: str = setting("LOG_LEVEL", "info", "crit, error, warn, info or debug.")
     log_format: str = setting(
         "LOG_FORMAT", "json", "`json`: one object per line (time, level, logger, message, app_id, pixel_id, "

@@ -19,7 +19,26 @@ from worker.settings import Settings
 
 settings = Settings.from_env()
 
+class UnknownReadOffsets(dict):
+    """The consumer loop's view of read offsets: always unknown.
+
+    faust-streaming 0.15.3 resumes fetching a partition before it seeks it back to the committed
+    offset after a rebalance. A record fetched early then counts the offsets before it as a gap,
+    marked done and committed, and the same records re-fetched after the seek are dropped as already
+    read: they are never processed. Unknown read offsets turn both into re-processing, which every
+    stage here tolerates (a replayed record is recognised, a resent event deduplicated by TikTok).
+    """
+
+    def __getitem__(self, tp):
+        return None
+
+
 class WorkerApp(faust.App):
+    def _new_consumer(self):
+        consumer = super()._new_consumer()
+        consumer._read_offset = UnknownReadOffsets()
+        return consumer
+
     async def on_stop(self) -> None:
         # A bound on shutdown whatever hangs (a broker gone, a stuck request): what was not
         # committed is read again by the next owner, so exiting loses nothing.

@@ -146,7 +146,8 @@ WAVE = 5  # ttclids per produce round while the second replica starts
 
 # faust-streaming 0.15.3 resumes fetching a partition before it seeks it back to the committed offset
 # after a rebalance; a record fetched early can make it count later offsets as a gap and drop them.
-# Seen here in about 1 run of 5; kept visible as an expected failure until Faust's seek is fixed.
+# Seen in about 1 run of 5 before worker/app.py's UnknownReadOffsets, 1 of 13 since (cause not yet
+# known); kept as a non-strict expected failure until that one is understood.
 FAUST_REBALANCE_RACE = pytest.mark.xfail(
     reason="faust-streaming 0.15.3 can skip records when a rebalance races its seek to committed offsets",
     strict=False)

@@ -51,7 +51,8 @@ async def test_2500_events_for_one_pixel_go_out_in_3_requests_and_test_events_ap
         kafka, delivery_env, sandbox, start_worker, tmp_path):
     apply_integrations(delivery_env, [integration("app1"), integration("app_test", pixel_id="PIX-app1",
                                                                        test_event_code="TEST42")], tmp_path)
-    await start_worker(**delivery_env, TIKTOK_BATCH_LINGER_SECONDS="3")
+    # A linger long enough that all 2,500 reach the sink before it runs out, even on a busy machine.
+    await start_worker(**delivery_env, TIKTOK_BATCH_LINGER_SECONDS="10")
     ids = await funnel(kafka, "app1", 2500)
     test_ids = await funnel(kafka, "app_test", 10, prefix="t")
     results = await kafka.consume("delivery-results", 2510, timeout=90)

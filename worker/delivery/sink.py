@@ -52,27 +52,40 @@ Finish = Callable[[list[tuple[Ticket, dict[str, Any]]]], Awaitable[None]]
 IntegrationFor = Callable[[str], tuple[Integration | None, str | None]]
 
 
-# A tenth of a second of margin: network jitter must not put `rate + 1` requests into one of TikTok's seconds.
-RATE_WINDOW_S = 1.1
-
-
 class PixelPace:
-    """A pixel's request budget: at most `rate` requests in any one second, and a pause after throttling."""
+    """A pixel's request budget: at most `rate` requests in any one second, and a pause after throttling.
+
+    A request counts from when it leaves until a second after its answer: whenever it reached TikTok,
+    it was then either open or answered within the last second, so TikTok never sees more than `rate`
+    requests in one of its seconds. Lanes of one pixel take turns (a FIFO lock), so no app starves another.
+    """
 
     def __init__(self, rate: int):
         self.rate = rate
-        self.sent: deque[float] = deque()
+        self.open = 0
+        self.answered: deque[float] = deque()
         self.paused_until = 0.0
         self.throttle_streak = 0
+        self.turn = asyncio.Lock()
 
     def wait_time(self, now: float) -> float:
-        while self.sent and now - self.sent[0] >= RATE_WINDOW_S:
-            self.sent.popleft()
+        while self.answered and now - self.answered[0] >= 1.0:
+            self.answered.popleft()
         if now < self.paused_until:
             return self.paused_until - now
-        if len(self.sent) >= self.rate:
-            return self.sent[0] + RATE_WINDOW_S - now
+        if self.open + len(self.answered) >= self.rate:
+            return self.answered[0] + 1.0 - now if self.answered else 0.05  # else: until an answer comes
         return 0.0
+
+    async def take_turn(self) -> None:
+        async with self.turn:
+            while (pause := self.wait_time(time.monotonic())) > 0:
+                await asyncio.sleep(pause)
+            self.open += 1
+
+    def answered_now(self) -> None:
+        self.open -= 1
+        self.answered.append(time.monotonic())
 
     def throttled(self, now: float, cap: float) -> float:
         # TikTok: a QPS limit lifts the next second; repeated throttling backs off further.
@@ -148,13 +161,14 @@ class TikTokSink:
             if due < self.settings.batch_size and now - oldest < self.settings.batch_linger_s:
                 await self.sleep_until_woken(lane, oldest + self.settings.batch_linger_s - now)
                 continue
-            if not self.settings.tiktok_dry_run and (pause := pace.wait_time(now)) > 0:
-                await asyncio.sleep(pause)
-                continue
+            paced = not self.settings.tiktok_dry_run
+            if paced:
+                await pace.take_turn()
             await self.in_flight.acquire()
+            now = time.monotonic()  # more may have become due while waiting for the turn
+            due = sum(1 for t in lane.waiting if t.ready_at <= now)
             batch = [heapq.heappop(lane.waiting) for _ in range(min(self.settings.batch_size, due))]
-            pace.sent.append(time.monotonic())
-            task = asyncio.create_task(self.deliver(batch, pace))
+            task = asyncio.create_task(self.deliver(batch, pace if paced else None))
             self.requests.add(task)
             task.add_done_callback(self.requests.discard)
 
@@ -166,7 +180,8 @@ class TikTokSink:
         except asyncio.TimeoutError:
             pass
 
-    async def deliver(self, batch: list[Ticket], pace: PixelPace) -> None:
+    async def deliver(self, batch: list[Ticket], pace: PixelPace | None) -> None:
+        """`pace` is None in a dry run, which sends nothing."""
         try:
             await self.send(batch, pace)
         except Exception:  # a bug here must not strand events: they get a final result
@@ -175,8 +190,10 @@ class TikTokSink:
                               for t in batch])
         finally:
             self.in_flight.release()
+            if pace is not None:
+                pace.answered_now()
 
-    async def send(self, batch: list[Ticket], pace: PixelPace) -> None:
+    async def send(self, batch: list[Ticket], pace: PixelPace | None) -> None:
         now = time.time()
         record = batch[0].record
         integration, skip_reason = self.integration_for(record["app_id"])

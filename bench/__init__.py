@@ -1,0 +1,1 @@
+"""Benchmarks of the worker against a plain consumer and a textbook Faust app (`python -m bench.run`)."""

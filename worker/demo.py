@@ -35,7 +35,7 @@ def demo_integration() -> dict:
             "test_event_code": "TEST_DEMO", "events": {"paywall_shown": {"enabled": True}}}
 
 
-def funnel(visitors: int, seed: int) -> tuple[list[dict], list[dict]]:
+def funnel(visitors: int, seed: int | None) -> tuple[list[dict], list[dict]]:
     rng = random.Random(seed)
     clicks, events = [], []
     now = time.time()
@@ -60,7 +60,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-async def run(settings: Settings, visitors: int, seed: int, timeout: float) -> None:
+async def run(settings: Settings, visitors: int, seed: int | None, timeout: float) -> None:
     names = TopicNames.of(settings)
     if DEMO_APP not in await read_all(settings):
         await publish(settings, [(DEMO_APP, orjson.dumps(demo_integration()))])
@@ -117,8 +117,9 @@ def _summary(results: list[dict], expected: int) -> None:
 
 @click.command("demo")
 @click.option("--visitors", default=30, show_default=True, help="Landing-page visitors to simulate.")
-@click.option("--seed", default=7, show_default=True)
+@click.option("--seed", type=int, help="Repeat a funnel; by default each run is new (the same event ids "
+              "again would be skipped as duplicates).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the results.")
-def demo_cli(visitors: int, seed: int, timeout: float) -> None:
+def demo_cli(visitors: int, seed: int | None, timeout: float) -> None:
     """Send a sample funnel through the running worker and show the delivery results."""
     asyncio.run(run(Settings.from_env(), visitors, seed, timeout))

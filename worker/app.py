@@ -37,6 +37,17 @@ class WorkerApp(faust.App):
     def _new_consumer(self):
         consumer = super()._new_consumer()
         consumer._read_offset = UnknownReadOffsets()
+        faust_new_offset = consumer._new_offset
+
+        def new_offset(tp):
+            # Faust commits a run of acked offsets that starts one past the committed offset (which is
+            # the next offset to read), stepping over an unprocessed record (faust-streaming#606).
+            acked, committed = consumer._acked[tp], consumer._committed_offset[tp]
+            if acked and committed is not None and min(acked) > committed:
+                return None
+            return faust_new_offset(tp)
+
+        consumer._new_offset = new_offset
         return consumer
 
     async def on_stop(self) -> None:

@@ -87,10 +87,6 @@ app = WorkerApp(
 )
 
 
-def topic_name(name: str) -> str:
-    return settings.topic(name)
-
-
 # Stages register their agents on import, in pipeline order.
 import worker.ingest.agents  # noqa: E402,F401
 import worker.attribution.agents  # noqa: E402,F401

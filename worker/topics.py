@@ -58,12 +58,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-async def ensure_topics(settings: Settings, client_options: dict | None = None) -> None:
+async def ensure_topics(settings: Settings) -> None:
     """Create the worker's topics that do not exist yet; existing ones are left as they are.
 
     Connects first, so a wrong password, an untrusted certificate or no broker ends here with the reason."""
     await kafka_security.check_reachable(settings)
-    admin = AIOKafkaAdminClient(**kafka_security.client_options(settings), **(client_options or {}))
+    admin = AIOKafkaAdminClient(**kafka_security.client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -10,44 +10,24 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import faust
 
-from worker.kafka_security import faust_credentials
+from worker.kafka_security import client_options, faust_credentials
 from worker.logs import logging_config
+from worker.offsets import SafeCommits
 from worker.settings import Settings
 
 settings = Settings.from_env()
 
-class UnknownReadOffsets(dict):
-    """The consumer loop's view of read offsets: always unknown.
-
-    faust-streaming 0.15.3 resumes fetching a partition before it seeks it back to the committed
-    offset after a rebalance. A record fetched early then counts the offsets before it as a gap,
-    marked done and committed, and the same records re-fetched after the seek are dropped as already
-    read: they are never processed. Unknown read offsets turn both into re-processing, which every
-    stage here tolerates (a replayed record is recognised, a resent event deduplicated by TikTok).
-    """
-
-    def __getitem__(self, tp):
-        return None
-
 
 class WorkerApp(faust.App):
+    safe_commits: SafeCommits | None = None
+
     def _new_consumer(self):
         consumer = super()._new_consumer()
-        consumer._read_offset = UnknownReadOffsets()
-        faust_new_offset = consumer._new_offset
-
-        def new_offset(tp):
-            # Faust commits a run of acked offsets that starts one past the committed offset (which is
-            # the next offset to read), stepping over an unprocessed record (faust-streaming#606).
-            acked, committed = consumer._acked[tp], consumer._committed_offset[tp]
-            if acked and committed is not None and min(acked) > committed:
-                return None
-            return faust_new_offset(tp)
-
-        consumer._new_offset = new_offset
+        self.safe_commits = SafeCommits(consumer, client_options(settings))
         return consumer
 
     async def on_stop(self) -> None:
@@ -57,6 +37,8 @@ class WorkerApp(faust.App):
         watchdog.daemon = True
         watchdog.start()
         await super().on_stop()
+        if self.safe_commits is not None:
+            await self.safe_commits.close()
 
 
 app = WorkerApp(
@@ -85,6 +67,12 @@ app = WorkerApp(
     # A replica that dies is noticed in 10 s (not Faust's 60 s), so its partitions move on quickly.
     broker_session_timeout=10,
 )
+
+
+@app.timer(interval=1.0)
+async def heal_stalled_commits() -> None:
+    if not app.rebalancing:
+        await app.safe_commits.heal(time.monotonic())
 
 
 # Stages register their agents on import, in pipeline order.

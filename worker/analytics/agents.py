@@ -14,6 +14,7 @@ from aiokafka import ConsumerRecord
 from worker.analytics.stats import add_result, empty_row, row_key
 from worker.app import app, settings
 from worker.follow import TopicFollower
+from worker.offsets import uncommitted_on_failure
 from worker.produce import Sends
 from worker.topics import TopicNames
 
@@ -31,9 +32,10 @@ async def rekey_results(stream) -> None:
     """Results are keyed by event id; the table is keyed by campaign row, so they are re-keyed first."""
     sends = Sends(app)
     async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
-        for event in batch:
-            await sends.send(topics.by_campaign, row_key(orjson.loads(event.message.value)), event.message.value)
-        await sends.flush()
+        with uncommitted_on_failure(batch):
+            for event in batch:
+                await sends.send(topics.by_campaign, row_key(orjson.loads(event.message.value)), event.message.value)
+            await sends.flush()
 
 
 @app.agent(by_campaign)

@@ -11,9 +11,10 @@ never zero times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import faust
 import orjson
@@ -22,6 +23,7 @@ from worker.app import app, settings
 from worker.attribution import join
 from worker.integrations.config import outbox_record
 from worker.metrics import STAGE_SECONDS
+from worker.offsets import never_commit, uncommitted_on_failure
 from worker.integrations.catalog import catalog
 from worker.produce import Sends
 from worker.results import final_result
@@ -35,10 +37,31 @@ by_ttclid = app.topic(topics.by_ttclid, key_type=bytes, value_type=bytes,
 # ttclid -> its join state as JSON bytes: compact in memory, and written to the changelog as it is.
 ttclids = app.Table("ttclids", partitions=settings.topic_partitions, key_type=bytes, value_type=bytes)
 
-# The agent and the timers take turns on the table.
+# The agent and the timers take turns on the table, and only while it is settled: from the end of
+# its rebuild after an assignment until the next revoke. Faust rebuilds it from the changelog at
+# every rebalance and does not wait for batches read before (stream_wait_empty is off for the
+# outbox's sake); a batch writing during the rebuild would be overwritten by older states.
 state_lock = asyncio.Lock()
+table_settled = asyncio.Event()
 # ttclid -> earliest grace deadline of its waiting events, so the grace timer need not scan the table.
 waiting_deadlines: dict[bytes, float] = {}
+
+
+@contextlib.asynccontextmanager
+async def table_turn() -> AsyncIterator[None]:
+    while True:
+        await table_settled.wait()
+        async with state_lock:
+            if table_settled.is_set():
+                yield
+                return
+
+
+@app.on_partitions_revoked.connect
+async def unsettle_table(app: faust.App, revoked: set, **kwargs) -> None:
+    table_settled.clear()
+    async with state_lock:  # the batch under way finishes its writes before the rebuild starts
+        pass
 
 
 @app.agent(by_ttclid)
@@ -46,27 +69,35 @@ async def attribute(stream: faust.StreamT) -> None:
     sends = Sends(app)
     await catalog.caught_up.wait()  # no app event is judged against a half-read integrations topic
     async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
-        async with state_lock:
-            now = time.time()
-            changed: dict[bytes, dict] = {}
-            released: list[dict] = []
-            duplicates: list[dict] = []
-            for event in batch:
-                message = event.message
-                key = message.key
-                state = changed.get(key) or load_state(key, message.partition)
-                item = orjson.loads(message.value)
-                if "click" in item:
-                    released += join.on_click(state, item["click"])
-                else:
-                    out, duplicate = join.on_app_event(state, item["app_event"], now,
-                                                       settings.click_grace_s, settings.attribution_window_s)
-                    released += out
-                    if duplicate:
-                        duplicates.append(item["app_event"])
-                changed[key] = state
-            await emit(released, duplicates, sends)
-            await store(changed.items(), sends)
+        with uncommitted_on_failure(batch):
+            async with table_turn():
+                owned = owned_partitions()
+                # Read before a rebalance gave their partition to another replica, which reads them again.
+                never_commit([event for event in batch if event.message.partition not in owned])
+                await join_batch([event for event in batch if event.message.partition in owned], sends)
+
+
+async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
+    now = time.time()
+    changed: dict[bytes, dict] = {}
+    released: list[dict] = []
+    duplicates: list[dict] = []
+    for event in batch:
+        message = event.message
+        key = message.key
+        state = changed.get(key) or load_state(key, message.partition)
+        item = orjson.loads(message.value)
+        if "click" in item:
+            released += join.on_click(state, item["click"])
+        else:
+            out, duplicate = join.on_app_event(state, item["app_event"], now,
+                                               settings.click_grace_s, settings.attribution_window_s)
+            released += out
+            if duplicate:
+                duplicates.append(item["app_event"])
+        changed[key] = state
+    await emit(released, duplicates, sends)
+    await store(changed.items(), sends)
 
 
 def load_state(key: bytes, partition: int) -> join.State:
@@ -136,8 +167,7 @@ async def expire_state() -> None:
 
 async def sweep(keys: list[bytes], now: float) -> None:
     sends = Sends(app)
-    async with state_lock:
-        owned = owned_partitions()
+    async with table_turn():
         changed = []
         released = []
         for key in keys:
@@ -146,8 +176,6 @@ async def sweep(keys: list[bytes], now: float) -> None:
                 waiting_deadlines.pop(key, None)
                 continue
             state = orjson.loads(raw)
-            if state["p"] not in owned:  # handed over to another replica; forgotten at the next recovery
-                continue
             released += join.expire(state, now, settings.attribution_window_s)
             if orjson.dumps(state) != raw:
                 changed.append((key, state))
@@ -156,8 +184,8 @@ async def sweep(keys: list[bytes], now: float) -> None:
 
 
 @ttclids.on_recover
-async def forget_other_replicas_state() -> None:
-    """After a rebalance: drop states of partitions now owned elsewhere, and find the waiting events."""
+async def settle_table() -> None:
+    """After the rebuild: drop states of partitions now owned elsewhere, and find the waiting events."""
     owned = owned_partitions()
     waiting_deadlines.clear()
     for key, raw in list(ttclids.data.items()):
@@ -166,3 +194,4 @@ async def forget_other_replicas_state() -> None:
             del ttclids.data[key]
         elif (deadline := join.next_deadline(state)) is not None:
             waiting_deadlines[key] = deadline
+    table_settled.set()

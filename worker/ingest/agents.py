@@ -11,6 +11,7 @@ import faust
 from worker.app import app, settings
 from worker.ingest.records import InvalidRecord, dead_letter, parse_app_event, parse_click
 from worker.metrics import DEAD_LETTERS, RECORDS_READ
+from worker.offsets import uncommitted_on_failure
 from worker.produce import Sends
 from worker.results import final_result, utc_now_iso
 from worker.topics import TopicNames
@@ -28,10 +29,11 @@ read_offsets: dict[tuple[str, int], int] = {}
 async def ingest(stream: faust.StreamT) -> None:
     sends = Sends(app)
     async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
-        for event in batch:
-            await route(event.message, sends)
-            read_offsets[event.message.topic, event.message.partition] = event.message.offset
-        await sends.flush()
+        with uncommitted_on_failure(batch):
+            for event in batch:
+                await route(event.message, sends)
+                read_offsets[event.message.topic, event.message.partition] = event.message.offset
+            await sends.flush()
         for topic, count in Counter(event.message.topic for event in batch).items():
             RECORDS_READ.labels(topic.removeprefix(settings.topic_prefix)).inc(count)
 

@@ -1,0 +1,157 @@
+"""Offset commits that never step over an unprocessed record, for faust-streaming 0.15.3's consumer.
+
+What Faust does, and what goes wrong with it around a rebalance:
+- it commits the first run of acknowledged offsets, even when that run starts one past the committed
+  offset (which is the next offset to read: faust-streaming#606), and checks nothing at all while the
+  committed offset is unknown or 0;
+- it resumes fetching before it seeks back to the committed offset, counts the offsets skipped by an
+  early fetch as a "gap" to commit, and drops the records re-fetched after the seek as already read;
+- its fetch loop drops records it has fetched when the flow stops or the generation changes mid-batch,
+  or when their partition is paused; the consumer's position has moved past them and, when no seek
+  follows, this process never sees them.
+
+What `SafeCommits` makes of it:
+- a commit only extends a run of acknowledged offsets that starts exactly at the committed offset, and
+  nothing is committed while that offset is unknown (between a revoke and the seek after the next
+  assignment; a partition never committed starts at its first offset);
+- read offsets are unknown to the fetch loop, so it neither commits a gap nor drops a re-fetched record;
+- a partition whose commit has not moved for `STALL_SECONDS` while later offsets are acknowledged is
+  looked at: offsets holding no record (transaction markers, compacted away) count as done; a record
+  that is there was dropped, and the consumer seeks back to read it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP, EventT
+
+log = logging.getLogger(__name__)
+
+# Longer than a batch takes to be acknowledged in order after a rebalance, short next to a lag alert.
+STALL_SECONDS = 5.0
+
+
+class UnknownReadOffsets(dict):
+    """The fetch loop's view of read offsets: always unknown (see the module's docstring)."""
+
+    def __getitem__(self, tp):
+        return None
+
+
+class SafeCommits:
+    def __init__(self, consumer: Any, client_options: dict[str, Any]):
+        self.consumer = consumer
+        self.client_options = client_options
+        self._faust_new_offset = consumer._new_offset
+        self._faust_perform_seek = consumer.perform_seek
+        consumer._read_offset = UnknownReadOffsets()
+        consumer._new_offset = self.new_offset
+        consumer.perform_seek = self.perform_seek
+        # tp -> (committed offset, monotonic time) when its commit was first seen unable to move.
+        self._stalled: dict[TP, tuple[int, float]] = {}
+        self._probe: AIOKafkaConsumer | None = None
+
+    def new_offset(self, tp: TP) -> int | None:
+        acked, committed = self.consumer._acked[tp], self.consumer._committed_offset[tp]
+        if not acked or committed is None:
+            return None
+        if min(acked) < committed:  # acknowledged by a batch that started before the last seek
+            self._forget(tp, [offset for offset in acked if offset < committed])
+        if not acked or min(acked) > committed:
+            return None
+        return self._faust_new_offset(tp)
+
+    async def perform_seek(self) -> None:
+        await self._faust_perform_seek()
+        consumer = self.consumer
+        # Faust keeps no committed offset for a partition never committed (nor for one committed at 0).
+        unknown = [tp for tp in consumer.assignment() if consumer._committed_offset[tp] is None]
+        if unknown:
+            consumer._committed_offset.update(await consumer.earliest_offsets(*unknown))
+
+    async def heal(self, now: float) -> None:
+        """Unblock partitions whose commit waits for an offset that was never processed."""
+        consumer = self.consumer
+        in_flight = {message.tp for message in list(consumer._unacked_messages)}
+        for tp in consumer.assignment():
+            committed = consumer._committed_offset[tp]
+            if committed is None or not consumer.app.topics.acks_enabled_for(tp.topic):
+                continue
+            acked = consumer._acked.get(tp) or []
+            if acked:  # offsets after the committed one are done, the committed one is not
+                end = max(acked) + 1 if min(acked) > committed else committed
+            elif tp not in in_flight and committed < (consumer.highwater(tp) or 0):
+                end = await consumer.position(tp) or 0  # read, not being processed, not committed
+            else:
+                end = committed
+            since = self._stalled.get(tp)
+            if end <= committed or since is None or since[0] != committed:
+                self._stalled[tp] = (committed, now)
+                continue
+            if now - since[1] < STALL_SECONDS:
+                continue
+            del self._stalled[tp]
+            records, end = await self._record_offsets(tp, committed, end)
+            if committed in records:
+                log.warning("%s[%s]: records from offset %s were fetched but never processed; reading them again",
+                            tp.topic, tp.partition, committed)
+                await consumer.seek(tp, committed)
+            else:
+                self._acknowledge(tp, [offset for offset in range(committed, end) if offset not in records])
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.stop()
+
+    async def _record_offsets(self, tp: TP, start: int, end: int) -> tuple[set[int], int]:
+        """(the offsets in [start, end) that hold a record, where reading them stopped), read by a
+        consumer of our own."""
+        if self._probe is None:
+            self._probe = AIOKafkaConsumer(**self.client_options, enable_auto_commit=False)
+            await self._probe.start()
+        partition = TopicPartition(tp.topic, tp.partition)
+        self._probe.assign([partition])
+        self._probe.seek(partition, start)
+        offsets: set[int] = set()
+        while await self._probe.position(partition) < end:
+            batch = await self._probe.getmany(partition, timeout_ms=1000, max_records=1000)
+            if not batch:
+                break
+            offsets.update(record.offset for record in batch[partition] if record.offset < end)
+        return offsets, min(end, await self._probe.position(partition))
+
+    def _acknowledge(self, tp: TP, offsets: Sequence[int]) -> None:
+        acked, index = self.consumer._acked[tp], self.consumer._acked_index[tp]
+        fresh = [offset for offset in offsets if offset not in index]
+        acked.extend(fresh)
+        index.update(fresh)
+
+    def _forget(self, tp: TP, offsets: Sequence[int]) -> None:
+        acked, index, gone = self.consumer._acked[tp], self.consumer._acked_index[tp], set(offsets)
+        acked[:] = [offset for offset in acked if offset not in gone]
+        index.difference_update(gone)
+
+
+def never_commit(events: Sequence[EventT]) -> None:
+    """Keep Faust from ever recording these events' offsets as processed.
+
+    `Stream.take_events` acknowledges every event of a batch once the agent leaves it, processed
+    or not; a message already marked acknowledged is not recorded again. Its partition's commit
+    then stops before it, and whoever reads the partition next reads it again.
+    """
+    for event in events:
+        event.message.acked = True
+
+
+@contextmanager
+def uncommitted_on_failure(batch: Sequence[EventT]) -> Iterator[None]:
+    """A batch the agent leaves by an exception or a cancellation (shutdown) is never committed."""
+    try:
+        yield
+    except BaseException:
+        never_commit(batch)
+        raise

@@ -31,9 +31,18 @@ def consumer_with(committed: int | None, acked: list[int]) -> SafeCommits:
         _committed_offset=defaultdict(lambda: None, {TOPIC_PARTITION: committed}),
         _gap=defaultdict(IntervalTree),
         _read_offset={},
+        should_stop=False,
+        app=SimpleNamespace(rebalancing=False),
+        assignment=lambda: {TOPIC_PARTITION},
+        seeks=[],
     )
+
+    async def seek(tp: TP, offset: int) -> None:
+        consumer.seeks.append((tp, offset))
+
+    consumer.seek = seek
     consumer._new_offset = FaustConsumer._new_offset.__get__(consumer)
-    consumer.perform_seek = None
+    consumer.perform_seek = consumer.getmany = consumer._wait_next_records = None
     return SafeCommits(consumer, {})
 
 
@@ -53,6 +62,41 @@ def test_nothing_is_committed_while_the_committed_offset_is_unknown():
 
 def test_offsets_processed_before_a_seek_back_do_not_block_the_run():
     assert consumer_with(10, [3, 4, 10, 11]).new_offset(TOPIC_PARTITION) == 12
+
+
+def fetch_loop(safe: SafeCommits, fetched: list[int], handed_on: int) -> None:
+    """Faust's fetch loop as `SafeCommits` sees it: a fetch of these offsets, of which it hands on the first few."""
+    records = {TOPIC_PARTITION: [SimpleNamespace(offset=offset) for offset in fetched]}
+
+    async def wait_next_records(timeout: float):
+        return records, {TOPIC_PARTITION}
+
+    async def getmany(timeout: float):
+        await safe._wait_next_records(timeout)
+        for record in records[TOPIC_PARTITION][:handed_on]:
+            yield TOPIC_PARTITION, record
+
+    safe._faust_wait_next_records, safe._faust_getmany = wait_next_records, getmany
+
+
+async def test_records_the_fetch_loop_drops_are_read_again():
+    safe = consumer_with(10, [])
+    fetch_loop(safe, [10, 11, 12], handed_on=1)  # e.g. the flow stopped after the first one
+    assert [offset async for _, offset in as_offsets(safe.getmany(1.0))] == [10]
+    assert safe.consumer.seeks == [(TOPIC_PARTITION, 11)]
+
+
+async def test_records_dropped_during_a_rebalance_are_left_to_its_seek():
+    safe = consumer_with(10, [])
+    fetch_loop(safe, [10, 11, 12], handed_on=0)
+    safe.consumer.app.rebalancing = True
+    assert [offset async for _, offset in as_offsets(safe.getmany(1.0))] == []
+    assert safe.consumer.seeks == []
+
+
+async def as_offsets(messages):
+    async for tp, record in messages:
+        yield tp, record.offset
 
 
 async def test_input_written_in_transactions_is_processed_and_committed_to_its_end(kafka: Kafka, start_worker):

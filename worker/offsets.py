@@ -15,14 +15,18 @@ What `SafeCommits` makes of it:
   nothing is committed while that offset is unknown (between a revoke and the seek after the next
   assignment; a partition never committed starts at its first offset);
 - read offsets are unknown to the fetch loop, so it neither commits a gap nor drops a re-fetched record;
-- a partition whose commit has not moved for `STALL_SECONDS` while later offsets are acknowledged is
-  looked at: offsets holding no record (transaction markers, compacted away) count as done; a record
-  that is there was dropped, and the consumer seeks back to read it again.
+- records a fetch brought and the loop did not hand on are read again: the consumer seeks back to the
+  first of them, unless a seek (a rebalance's) has come since that fetch;
+- offsets that hold no record (transaction markers, records compacted away) are never handed on;
+  when a partition's commit waits on such offsets for `STALL_SECONDS`, they count as done.
+  A partition whose commit waits on a record for `RESEEK_SECONDS` with nothing of it in processing is
+  read again from its committed offset (a safety net: no path to it is known).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -31,8 +35,9 @@ from faust.types import TP, EventT
 
 log = logging.getLogger(__name__)
 
-# Longer than a batch takes to be acknowledged in order after a rebalance, short next to a lag alert.
+# Longer than a batch takes to be acknowledged in order, short next to a lag alert.
 STALL_SECONDS = 5.0
+RESEEK_SECONDS = 15.0
 
 
 class UnknownReadOffsets(dict):
@@ -48,11 +53,17 @@ class SafeCommits:
         self.client_options = client_options
         self._faust_new_offset = consumer._new_offset
         self._faust_perform_seek = consumer.perform_seek
+        self._faust_getmany = consumer.getmany
+        self._faust_wait_next_records = consumer._wait_next_records
         consumer._read_offset = UnknownReadOffsets()
         consumer._new_offset = self.new_offset
         consumer.perform_seek = self.perform_seek
-        # tp -> (committed offset, monotonic time) when its commit was first seen unable to move.
-        self._stalled: dict[TP, tuple[int, float]] = {}
+        consumer.getmany = self.getmany
+        consumer._wait_next_records = self._wait_next_records
+        self._seeks = 0  # how many seeks so far: a fetch older than the last seek needs no reading again
+        self._fetched: dict[TP, list] = {}  # the records of the fetch being handed on
+        # tp -> (committed offset, when it was first seen waiting, when its offsets were last looked at)
+        self._stalled: dict[TP, tuple[int, float, float]] = {}
         self._probe: AIOKafkaConsumer | None = None
 
     def new_offset(self, tp: TP) -> int | None:
@@ -65,7 +76,37 @@ class SafeCommits:
             return None
         return self._faust_new_offset(tp)
 
+    async def _wait_next_records(self, timeout: float):
+        records, active_partitions = await self._faust_wait_next_records(timeout)
+        self._fetched = records or {}
+        return records, active_partitions
+
+    async def getmany(self, timeout: float):
+        """Faust's fetch loop, watched: what it drops of a fetch is read again."""
+        seeks = self._seeks
+        handed_on: Counter[TP] = Counter()
+        async for tp, message in self._faust_getmany(timeout):
+            handed_on[tp] += 1
+            yield tp, message
+        if seeks == self._seeks:
+            # Faust hands a partition's records on in order: what it drops is the end of the list.
+            for tp, records in self._fetched.items():
+                if handed_on[tp] < len(records):
+                    await self._read_again(tp, records[handed_on[tp]].offset)
+
+    async def _read_again(self, tp: TP, offset: int) -> None:
+        consumer = self.consumer
+        committed = consumer._committed_offset[tp]
+        if (consumer.should_stop or consumer.app.rebalancing or tp not in consumer.assignment()
+                or committed is None or offset < committed):
+            return  # stopping, or the seek that ends the rebalance reads it again
+        log.warning("%s[%s]: records from offset %s were fetched but never processed; reading them again",
+                    tp.topic, tp.partition, offset)
+        self._seeks += 1
+        await consumer.seek(tp, offset)
+
     async def perform_seek(self) -> None:
+        self._seeks += 1
         await self._faust_perform_seek()
         consumer = self.consumer
         # Faust keeps no committed offset for a partition never committed (nor for one committed at 0).
@@ -74,7 +115,7 @@ class SafeCommits:
             consumer._committed_offset.update(await consumer.earliest_offsets(*unknown))
 
     async def heal(self, now: float) -> None:
-        """Unblock partitions whose commit waits for an offset that was never processed."""
+        """Unblock partitions whose commit waits on offsets that hold no record (or were dropped)."""
         consumer = self.consumer
         in_flight = {message.tp for message in list(consumer._unacked_messages)}
         for tp in consumer.assignment():
@@ -90,18 +131,16 @@ class SafeCommits:
                 end = committed
             since = self._stalled.get(tp)
             if end <= committed or since is None or since[0] != committed:
-                self._stalled[tp] = (committed, now)
+                self._stalled[tp] = (committed, now, now)
                 continue
-            if now - since[1] < STALL_SECONDS:
+            if now - since[2] < STALL_SECONDS:
                 continue
-            del self._stalled[tp]
+            self._stalled[tp] = (committed, since[1], now)
             records, end = await self._record_offsets(tp, committed, end)
-            if committed in records:
-                log.warning("%s[%s]: records from offset %s were fetched but never processed; reading them again",
-                            tp.topic, tp.partition, committed)
-                await consumer.seek(tp, committed)
-            else:
+            if committed not in records:
                 self._acknowledge(tp, [offset for offset in range(committed, end) if offset not in records])
+            elif now - since[1] >= RESEEK_SECONDS and tp not in in_flight:
+                await self._read_again(tp, committed)
 
     async def close(self) -> None:
         if self._probe is not None:

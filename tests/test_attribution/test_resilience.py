@@ -144,16 +144,6 @@ PATTERNS = (("B",), ("A",), ("B", "A"), ("B", "B"), ("A", "A"))
 WAVE = 5  # ttclids per produce round while the second replica starts
 
 
-# faust-streaming 0.15.3 resumes fetching a partition before it seeks it back to the committed offset
-# after a rebalance; a record fetched early can make it count later offsets as a gap and drop them.
-# Seen in about 1 run of 5 before worker/app.py's UnknownReadOffsets, 1 of 13 since (cause not yet
-# known); kept as a non-strict expected failure until that one is understood.
-FAUST_REBALANCE_RACE = pytest.mark.xfail(
-    reason="faust-streaming 0.15.3 can skip records when a rebalance races its seek to committed offsets",
-    strict=False)
-
-
-@FAUST_REBALANCE_RACE
 async def test_two_replicas_split_the_partitions_and_join_every_event_with_its_own_click_exactly_once(
         kafka: Kafka, start_worker, worker_env: dict[str, str], tmp_path: Path):
     apply_integrations(cli_env(worker_env), [integration()], tmp_path)
@@ -276,7 +266,7 @@ def stream_plan(run: str) -> tuple[list[list[tuple[str, dict]]], list[list[tuple
     return clicks, events, later, ttclid_of
 
 
-@pytest.mark.parametrize("kill_at", [pytest.param(0.2, marks=FAUST_REBALANCE_RACE), 0.5, 0.8])
+@pytest.mark.parametrize("kill_at", [0.2, 0.5, 0.8])
 async def test_a_worker_killed_mid_stream_loses_no_app_event_and_its_successor_keeps_the_clicks(
         kafka: Kafka, start_worker, worker_env: dict[str, str], tmp_path: Path, kill_at: float):
     apply_integrations(cli_env(worker_env), [integration()], tmp_path)

@@ -8,7 +8,9 @@ What Faust does, and what goes wrong with it around a rebalance:
   early fetch as a "gap" to commit, and drops the records re-fetched after the seek as already read;
 - its fetch loop drops records it has fetched when the flow stops or the generation changes mid-batch,
   or when their partition is paused; the consumer's position has moved past them and, when no seek
-  follows, this process never sees them.
+  follows, this process never sees them;
+- it fetches a topic's records before a stream iterates it, and passes them to nobody (agents here
+  start iterating at once for that reason).
 
 What `SafeCommits` makes of it:
 - a commit only extends a run of acknowledged offsets that starts exactly at the committed offset, and
@@ -18,9 +20,10 @@ What `SafeCommits` makes of it:
 - records a fetch brought and the loop did not hand on are read again: the consumer seeks back to the
   first of them, unless a seek (a rebalance's) has come since that fetch;
 - offsets that hold no record (transaction markers, records compacted away) are never handed on;
-  when a partition's commit waits on such offsets for `STALL_SECONDS`, they count as done.
-  A partition whose commit waits on a record for `RESEEK_SECONDS` with nothing of it in processing is
-  read again from its committed offset (a safety net: no path to it is known).
+  when a partition's commit waits on such offsets for `STALL_SECONDS`, they count as done;
+- a partition whose commit waits on a record for `RESEEK_SECONDS`, with nothing of it in processing,
+  is read again from its committed offset: a batch an agent gave up on (an exception) is left so, and
+  so are records fetched for nobody.
 """
 
 from __future__ import annotations

@@ -37,9 +37,9 @@ by_ttclid = app.topic(topics.by_ttclid, key_type=bytes, value_type=bytes,
 # ttclid -> its join state as JSON bytes: compact in memory, and written to the changelog as it is.
 ttclids = app.Table("ttclids", partitions=settings.topic_partitions, key_type=bytes, value_type=bytes)
 
-# The agent and the timers take turns on the table, and only while it is settled: from the end of
-# its rebuild after an assignment until the next revoke. Faust rebuilds it from the changelog at
-# every rebalance and does not wait for batches read before (stream_wait_empty is off for the
+# The agent and the timers take turns on the table, and write it only while it is settled: from the
+# end of its rebuild after an assignment until the next revoke. Faust rebuilds it from the changelog
+# at every rebalance and does not wait for batches read before (stream_wait_empty is off for the
 # outbox's sake); a batch writing during the rebuild would be overwritten by older states.
 state_lock = asyncio.Lock()
 table_settled = asyncio.Event()
@@ -49,6 +49,7 @@ waiting_deadlines: dict[bytes, float] = {}
 
 @contextlib.asynccontextmanager
 async def table_turn() -> AsyncIterator[None]:
+    """The timers' turn: they wait for the table to settle."""
     while True:
         await table_settled.wait()
         async with state_lock:
@@ -71,9 +72,12 @@ async def attribute(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
         await catalog.caught_up.wait()  # no app event is judged against a half-read integrations topic
         with uncommitted_on_failure(batch):
-            async with table_turn():
-                owned = owned_partitions()
-                # Read before a rebalance gave their partition to another replica, which reads them again.
+            async with state_lock:
+                # A stream that waited here for the rebuild would stall Faust's fetch loop, which the
+                # rebuild reads the changelog through. Events read before or during a rebalance are
+                # left to their partition's next reader instead: another replica, or this one after
+                # the rebuild, from the committed offset.
+                owned = owned_partitions() if table_settled.is_set() else set()
                 never_commit([event for event in batch if event.message.partition not in owned])
                 await join_batch([event for event in batch if event.message.partition in owned], sends)
 

@@ -250,7 +250,10 @@ def _run_java(classpath: str, main: str, *args: str) -> None:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    # Like Kafka's Uuid.randomUuid: an id starting with "-" would be read as an option by StorageTool.
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -9,8 +9,8 @@ What Faust does, and what goes wrong with it around a rebalance:
 - its fetch loop drops records it has fetched when the flow stops or the generation changes mid-batch,
   or when their partition is paused; the consumer's position has moved past them and, when no seek
   follows, this process never sees them;
-- it fetches a topic's records before a stream iterates it, and passes them to nobody (agents here
-  start iterating at once for that reason).
+- it fetches a topic's records before a stream iterates it (the join and delivery agents wait for
+  the integrations topic first), and passes them to nobody.
 
 What `SafeCommits` makes of it:
 - a commit only extends a run of acknowledged offsets that starts exactly at the committed offset, and

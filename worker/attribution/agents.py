@@ -68,9 +68,8 @@ async def unsettle_table(app: faust.App, revoked: set, **kwargs) -> None:
 @app.agent(by_ttclid)
 async def attribute(stream: faust.StreamT) -> None:
     sends = Sends(app)
-    # Iterating subscribes the stream: until then Faust fetches the topic's records for nobody.
+    await catalog.caught_up.wait()  # no app event is judged against a half-read integrations topic
     async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
-        await catalog.caught_up.wait()  # no app event is judged against a half-read integrations topic
         with uncommitted_on_failure(batch):
             async with state_lock:
                 # A stream that waited here for the rebuild would stall Faust's fetch loop, which the

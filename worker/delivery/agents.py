@@ -37,12 +37,11 @@ sink = TikTokSink(settings, catalog.get, write_results)
 
 @app.agent(outbox)
 async def deliver(stream: faust.StreamT) -> None:
+    await catalog.caught_up.wait()
     await sink.start()
     unacked = stream.noack()
     try:
-        # Iterating subscribes the stream: until then Faust fetches the topic's records for nobody.
         async for event in unacked.events():
-            await catalog.caught_up.wait()
             partition = event.message.partition
             await sink.submit(orjson.loads(event.message.value), (unacked, partition, acks.track(partition, event)))
     finally:

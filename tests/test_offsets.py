@@ -119,7 +119,7 @@ async def test_input_written_in_transactions_is_processed_and_committed_to_its_e
     assert sorted(r["key"] for r in results) == sorted(f"tx{t}-{i}" for t in range(3) for i in range(10))
 
     # Each transaction's commit marker takes an offset after its records: 33 offsets, 30 records.
-    group = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=f"{kafka.prefix}worker",
+    group = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=f"{kafka.prefix}worker-ingest",
                              enable_auto_commit=False)
     await group.start()
     try:

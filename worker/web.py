@@ -15,7 +15,6 @@ import base64
 import hmac
 from pathlib import Path
 
-from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,7 +22,7 @@ from worker.analytics.agents import campaign_rows
 from worker.analytics.stats import matching
 from worker.app import app, settings
 from worker.attribution.agents import ttclids, waiting_deadlines
-from worker.ingest.agents import read_offsets
+from worker.ingest.agents import ingest
 from worker.integrations.catalog import catalog
 from worker.metrics import CONSUMER_LAG, TTCLIDS_HELD, TTCLIDS_WAITING
 from worker.topics import TopicNames, partitions_of
@@ -55,7 +54,7 @@ class Ready(View):
             await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
         except Exception as exc:
             problems.append(f"Kafka does not answer: {type(exc).__name__}")
-        if not assignment_completed.is_set():
+        if not (assignment_completed.is_set() and ingest.assigned.is_set()):
             problems.append("no partition assignment yet, or a rebalance is under way")
         if not catalog.caught_up.is_set():
             problems.append("integrations topic not read to its end yet")
@@ -69,12 +68,8 @@ class Metrics(View):
     async def get(self, request: Request) -> Response:
         TTCLIDS_HELD.set(len(ttclids.data))
         TTCLIDS_WAITING.set(len(waiting_deadlines))
-        assigned = app.consumer.assignment()
-        for (topic, partition), offset in list(read_offsets.items()):
-            tp = TP(topic, partition)
-            if tp in assigned and (end := app.consumer.highwater(tp)) is not None:
-                CONSUMER_LAG.labels(topic.removeprefix(settings.topic_prefix), str(partition)).set(
-                    max(0, end - offset - 1))
+        for tp, lag in (await ingest.lag()).items():
+            CONSUMER_LAG.labels(tp.topic.removeprefix(settings.topic_prefix), str(tp.partition)).set(lag)
         # aiohttp takes the charset apart from the content type
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

@@ -146,9 +146,9 @@ async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]],
         if reason is None:
             await sends.send_json(topics.outbox, record["pixel_id"], {**record, "joined_ms": now_ms})
         else:
-            await sends.send_result(topics.delivery_results, final_result(record, "skipped", reason))
+            await sends.send_result(topics, final_result(record, "skipped", reason))
     for event in duplicates:
-        await sends.send_result(topics.delivery_results, final_result({**event, "enriched": False}, "skipped", "duplicate"))
+        await sends.send_result(topics, final_result({**event, "enriched": False}, "skipped", "duplicate"))
     await sends.flush()
 
 

@@ -22,7 +22,7 @@ acks = InOrderAcks()
 async def write_results(finals: list[tuple[Ticket, dict]]) -> None:
     sends = Sends(app)
     for ticket, result in finals:
-        await sends.send_result(topics.delivery_results, result)
+        await sends.send_result(topics, result)
         if replayable(result):
             await sends.send_json(topics.dead_letter, result["event_id"], kept_for_replay(ticket, result))
     await sends.flush()

@@ -25,7 +25,7 @@ from worker.app import app, settings
 from worker.attribution.agents import ttclids, waiting_deadlines
 from worker.ingest.agents import read_offsets
 from worker.integrations.catalog import catalog
-from worker.metrics import CONSUMER_LAG, TTCLIDS_HELD, TTCLIDS_WAITING
+from worker.metrics import CONSUMER_LAG, READY, TTCLIDS_HELD, TTCLIDS_WAITING
 from worker.topics import TopicNames, partitions_of
 
 assignment_completed = asyncio.Event()
@@ -47,18 +47,23 @@ class Health(View):
         return self.json({"status": "alive"})
 
 
+async def readiness_problems() -> list[str]:
+    problems = []
+    try:
+        await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
+    except Exception as exc:
+        problems.append(f"Kafka does not answer: {type(exc).__name__}")
+    if not assignment_completed.is_set():
+        problems.append("no partition assignment yet, or a rebalance is under way")
+    if not catalog.caught_up.is_set():
+        problems.append("integrations topic not read to its end yet")
+    return problems
+
+
 @app.page("/readyz")
 class Ready(View):
     async def get(self, request: Request) -> Response:
-        problems = []
-        try:
-            await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
-        except Exception as exc:
-            problems.append(f"Kafka does not answer: {type(exc).__name__}")
-        if not assignment_completed.is_set():
-            problems.append("no partition assignment yet, or a rebalance is under way")
-        if not catalog.caught_up.is_set():
-            problems.append("integrations topic not read to its end yet")
+        problems = await readiness_problems()
         if problems:
             return self.json({"status": "not ready", "problems": problems}, status=503)
         return self.json({"status": "ready"})
@@ -67,6 +72,7 @@ class Ready(View):
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
+        READY.set(0 if await readiness_problems() else 1)
         TTCLIDS_HELD.set(len(ttclids.data))
         TTCLIDS_WAITING.set(len(waiting_deadlines))
         assigned = app.consumer.assignment()

@@ -68,8 +68,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.maxReplicas) (int $v.topics.partitions)) -}}
 {{- fail (printf "autoscaling.maxReplicas (%d) exceeds topics.partitions (%d): the replicas beyond it would own no partition" (int $v.autoscaling.maxReplicas) (int $v.topics.partitions)) -}}
 {{- end -}}
-{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) -}}
-{{- fail "autoscaling.minReplicas exceeds autoscaling.maxReplicas" -}}
+{{- if and $v.autoscaling.enabled (or (lt (int $v.autoscaling.minReplicas) 1) (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas))) -}}
+{{- fail "autoscaling.minReplicas must be at least 1 (a running replica releases unjoined events) and at most autoscaling.maxReplicas" -}}
 {{- end -}}
 {{- if and $v.networkPolicy.enabled (not $v.networkPolicy.kafkaPeers) -}}
 {{- fail "networkPolicy.kafkaPeers is required when networkPolicy.enabled: without it the worker cannot reach Kafka" -}}

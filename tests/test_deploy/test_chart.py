@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import copy
-import json
 import re
 from dataclasses import fields
-from functools import cache
 
 import kubernetes_validate
-import promql_parser
 import pytest
 import yaml
 
 from tests.kafka_broker import REPO
-from tests.test_deploy.chart import (CHART, EXAMPLES, KUBERNETES_VERSIONS, env_of, helm, of_kind, render, template,
-                                     worker_container, workload)
+from tests.test_deploy.chart import (BROKERS, CHART, EXAMPLES, KUBERNETES_VERSIONS, VARIANTS, alert_rules,
+                                     dashboard_expressions, env_of, helm, metric_names, of_kind, promql, render,
+                                     rendered, template, worker_container, workload)
 from tests.test_deploy.crd_fields import CRD_FIELDS, KAFKA_SCALER_AUTH_PARAMETERS, unknown_fields
 from worker.settings import Settings
 from worker.topics import TopicNames
-
-BROKERS = {"kafka.bootstrapServers": "kafka:9092"}
-VARIANTS = ("defaults", "minimal", "every-option")
-
-
-@cache
-def rendered(variant: str, kube_version: str = KUBERNETES_VERSIONS[-1]) -> list[dict]:
-    if variant == "defaults":  # the chart's own values and the one value it cannot guess
-        return render(kube_version=kube_version, **BROKERS)
-    return render(EXAMPLES[variant], kube_version=kube_version)
 
 
 def settings_of(manifests: list[dict]) -> Settings:
@@ -201,29 +189,6 @@ def test_the_network_policy_lets_the_worker_reach_kafka_tiktok_and_dns_only():
     assert done.returncode != 0 and "networkPolicy.kafkaPeers is required" in done.stderr
 
 
-def alert_rules() -> list[dict]:
-    [rule] = of_kind(rendered("every-option"), "PrometheusRule")
-    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
-
-
-def dashboard_expressions() -> list[str]:
-    [config_map] = [m for m in of_kind(rendered("every-option"), "ConfigMap") if "web2app-worker.json" in m["data"]]
-    dashboard = json.loads(config_map["data"]["web2app-worker.json"])
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-
-
-def promql(expression: str) -> promql_parser.Expr:
-    """Grafana's variables stand for a label value and a range; Prometheus would see those."""
-    return promql_parser.parse(expression.replace("$__rate_interval", "5m"))
-
-
-def metric_names(expression: str) -> set[str]:
-    names: set[str] = set()
-    promql_parser.walk(promql(expression), lambda node: names.add(node.name)
-                       if isinstance(node, promql_parser.VectorSelector) else None)
-    return names
-
-
 def test_every_alert_and_panel_expression_parses():
     rules = alert_rules()
     assert {r["alert"] for r in rules} == {"Web2appLagGrowing", "Web2appDeadLetters", "Web2appBadResults",
@@ -246,10 +211,6 @@ def test_the_dashboard_shows_each_stage_lag_results_answers_latencies_and_ttclid
     used = set().union(*map(metric_names, dashboard_expressions()))
     assert {"web2app_records_read_total", "web2app_consumer_lag", "web2app_results_total",
             "web2app_tiktok_requests_total", "web2app_stage_seconds_bucket", "web2app_ttclids_held"} <= used
-
-
-def metrics_the_chart_uses() -> set[str]:
-    return set().union(*map(metric_names, [r["expr"] for r in alert_rules()] + dashboard_expressions()))
 
 
 def test_the_charts_readme_documents_every_value():

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.scenario import app_event, apply_integrations, click
 from tests.support import Kafka
-from tests.test_deploy.test_chart import metrics_the_chart_uses
+from tests.test_deploy.chart import metrics_the_chart_uses
 from worker.tiktok.sandbox import Sandbox
 
 

@@ -29,6 +29,12 @@ def test_lint_passes_over_the_default_values_and_every_example():
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_readmes_dozen_lines_are_the_minimal_example():
+    example = EXAMPLES["minimal"].read_text().split("\n", 1)[1]  # less its comment
+    assert f"```yaml\n{example}```" in (REPO / "README.md").read_text()
+    assert len(example.splitlines()) <= 14
+
+
 def test_the_default_values_ask_for_the_brokers_by_name():
     done = template()
     assert done.returncode != 0 and "kafka.bootstrapServers is required" in done.stderr

@@ -38,7 +38,7 @@ class BatchStage(mode.Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.name = name
-        self.group = f"{settings.app_id}-{name}"
+        self.group = settings.group_of(name)
         self.topics = topics
         self.consumer: AIOKafkaConsumer | None = None
         self.batch_turn = asyncio.Lock()  # a batch runs whole, or a hand-over waits for it

@@ -24,7 +24,7 @@ from worker.app import app, settings
 from worker.attribution.agents import ttclids, waiting_deadlines
 from worker.ingest.agents import ingest
 from worker.integrations.catalog import catalog
-from worker.metrics import CONSUMER_LAG, TTCLIDS_HELD, TTCLIDS_WAITING
+from worker.metrics import CONSUMER_LAG, READY, TTCLIDS_HELD, TTCLIDS_WAITING
 from worker.topics import TopicNames, partitions_of
 
 assignment_completed = asyncio.Event()
@@ -46,18 +46,23 @@ class Health(View):
         return self.json({"status": "alive"})
 
 
+async def readiness_problems() -> list[str]:
+    problems = []
+    try:
+        await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
+    except Exception as exc:
+        problems.append(f"Kafka does not answer: {type(exc).__name__}")
+    if not (assignment_completed.is_set() and ingest.assigned.is_set()):
+        problems.append("no partition assignment yet, or a rebalance is under way")
+    if not catalog.caught_up.is_set():
+        problems.append("integrations topic not read to its end yet")
+    return problems
+
+
 @app.page("/readyz")
 class Ready(View):
     async def get(self, request: Request) -> Response:
-        problems = []
-        try:
-            await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
-        except Exception as exc:
-            problems.append(f"Kafka does not answer: {type(exc).__name__}")
-        if not (assignment_completed.is_set() and ingest.assigned.is_set()):
-            problems.append("no partition assignment yet, or a rebalance is under way")
-        if not catalog.caught_up.is_set():
-            problems.append("integrations topic not read to its end yet")
+        problems = await readiness_problems()
         if problems:
             return self.json({"status": "not ready", "problems": problems}, status=503)
         return self.json({"status": "ready"})
@@ -66,8 +71,10 @@ class Ready(View):
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
+        READY.set(0 if await readiness_problems() else 1)
         TTCLIDS_HELD.set(len(ttclids.data))
         TTCLIDS_WAITING.set(len(waiting_deadlines))
+        CONSUMER_LAG.clear()  # partitions that moved to another replica are its to report
         for tp, lag in (await ingest.lag()).items():
             CONSUMER_LAG.labels(tp.topic.removeprefix(settings.topic_prefix), str(tp.partition)).set(lag)
         # aiohttp takes the charset apart from the content type

@@ -1,7 +1,7 @@
 """The Faust app, built once from the settings; each stage's agents register on it.
 
 Pipeline, one package per stage, in the order a record travels:
-  ingest       clicks / app-events  -> validated, re-keyed by ttclid (or dead-lettered)
+  ingest       clicks / app-events  -> validated, re-keyed by ttclid (or dead-lettered); a consumer group of its own
   attribution  by-ttclid            -> click table join, integration mapping -> outbox (or a skipped result)
   delivery     outbox               -> TikTok Events API requests -> delivery results
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from tests.kafka_broker import REPO
 from tests.scenario import app_event, apply_integrations, click
-from tests.support import Kafka
+from tests.support import Kafka, required_tool
 from worker.analytics.stats import add_result, empty_row, matching, row_key
 from worker.tiktok.sandbox import Sandbox
 
@@ -78,9 +77,7 @@ async def test_every_replica_serves_the_whole_picture_and_the_page_shows_it(kafk
         assert by_ad["UGC-1"]["statuses"] == {"delivered": 5} and by_ad["UGC-1"]["enriched_share"] == 1.0
         assert await fetch_json(session, urls[0].replace("app1", "other")) == []
 
-        chromium = shutil.which("chromium")
-        if chromium is None:
-            pytest.skip("chromium is not installed (scripts/test installs it where it can)")
+        chromium = required_tool("chromium", "scripts/test installs it where it can")
         page = f"http://analyst:{ANALYTICS_TOKEN}@127.0.0.1:{replicas[1].web_port}/campaigns/page"
         ARTIFACTS.mkdir(exist_ok=True)
         common = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
@@ -101,15 +98,22 @@ async def test_analytics_need_the_token_and_are_off_without_one(worker_env, star
         off = await start_worker(**worker_env)
         base = f"http://127.0.0.1:{on.web_port}"
         for path in ("/campaigns", "/campaigns/page"):
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + "eDp3cm9uZw=="}):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + "eDp3cm9uZw=="},
+                            {"Authorization": "Basic !!!"}, {"Authorization": "Basic eDp3cm9uZw"},
+                            {"Authorization": "Basic"}, {"Authorization": "Bearer"}):
                 async with session.get(base + path, headers=headers) as response:
-                    assert response.status == 401
+                    assert response.status == 401, headers
                     assert ANALYTICS_TOKEN not in await response.text() + str(response.headers)
             async with session.get(base + path, headers=BEARER) as response:
                 assert response.status == 200
+                assert response.headers["Cache-Control"] == "no-store"
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
             async with session.get(f"http://127.0.0.1:{off.web_port}{path}", headers=BEARER) as response:
                 assert response.status == 404
         for path in ("/healthz", "/metrics"):
             async with session.get(base + path) as response:
                 assert response.status == 200
+        for faust_view in ("/router/", "/table/", "/table/campaign_stats/"):  # Faust's own views are off
+            async with session.get(base + faust_view) as response:
+                assert response.status == 404, faust_view
     assert ANALYTICS_TOKEN not in on.output()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import aiohttp
+
 from tests.scenario import app_event, apply_integrations, click
 from tests.support import Kafka
 from tests.test_tiktok.test_payload import EXTERNAL_ID_HASH, PHONE_HASH
@@ -32,7 +34,7 @@ async def test_throttling_5xxxx_codes_a_proxy_page_and_retry_after_end_delivered
         env = {**worker_env, "TIKTOK_API_URL": sandbox.url, "TIKTOK_BATCH_LINGER_SECONDS": "0.1",
                "TIKTOK_RETRY_BASE_SECONDS": "0.2", "TIKTOK_RETRY_CAP_SECONDS": "2"}
         apply_integrations(env, [{"app_id": "app1", "pixel_id": "PIX1", "access_token": TOKEN}], tmp_path)
-        await start_worker(**env)
+        worker = await start_worker(**env)
 
         sandbox.state.fail("throttle", count=3, code=40016)  # "requests made too frequently"
         throttled = await finals(kafka, await send_events(
@@ -45,6 +47,9 @@ async def test_throttling_5xxxx_codes_a_proxy_page_and_retry_after_end_delivered
         sandbox.state.fail("http429", count=1, retry_after=4)
         sent_at = time.time()
         told_to_wait = await finals(kafka, await send_events(kafka, "wait", 1))
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{worker.web_port}/metrics") as response:
+                metrics = await response.text()
     for answered in (throttled, service_error, proxy_page, told_to_wait):
         assert {r["status"] for r in answered.values()} == {"delivered"}, answered
         assert all(r["attempts"] > 1 for r in answered.values())
@@ -54,3 +59,6 @@ async def test_throttling_5xxxx_codes_a_proxy_page_and_retry_after_end_delivered
     assert (user["external_id"], user["phone"]) == (EXTERNAL_ID_HASH, PHONE_HASH)
     waited = next(r["received_at"] for r in sandbox.state.received if r["events"][0]["event_id"] == "wait-0") - sent_at
     assert waited >= 4, f"sent again {waited:.1f} s after a 429 that said Retry-After: 4"
+    requests = [line for line in metrics.splitlines() if line.startswith("web2app_tiktok_requests_total{")]
+    assert any('code="other"' in line for line in requests) and not any("51010" in line for line in requests)
+    assert any('code="40016"' in line for line in requests)

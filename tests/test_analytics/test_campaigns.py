@@ -9,7 +9,6 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-import pytest
 
 from tests.kafka_broker import REPO
 from tests.scenario import app_event, apply_integrations, click

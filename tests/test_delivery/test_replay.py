@@ -127,7 +127,8 @@ async def test_a_replay_sends_each_event_once_under_the_integration_as_it_is_now
         ages = {"e1": 0, "e2": 0, "e-old": 3, "e-ancient": 8}
         await kafka.produce("clicks", [(None, click(f"T-{e}")) for e in ages] + [(None, click("T-a2", app_id="app2"))])
         await kafka.produce("app-events", [(None, app_event(e, f"T-{e}", occurred_at=iso(time.time() - d * 86400)))
-                                           for e, d in ages.items()] + [(None, app_event("e-a2", "T-a2", app_id="app2"))])
+                                           for e, d in ages.items()]
+                            + [(None, app_event("e-a2", "T-a2", app_id="app2"))])
         first = await kafka.consume("delivery-results", 5, timeout=60)
         assert {r["value"]["status"] for r in first} == {"failed"}
         [e1_letter] = [d for d in await kafka.read("dead-letter", 5, timeout=30) if d["value"]["event_id"] == "e1"]

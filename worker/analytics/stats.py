@@ -14,6 +14,13 @@ from typing import Any
 ROW_KEY = ("app_id", "day", "campaign_name", "adset_name", "ad_name")
 # Repeats come within minutes; 1,000 results of one row span far more than that at any real rate.
 RECENT_EVENTS = 1000
+# `recent` is one string of entries, oldest first: 12 lower-case hex of the event's fingerprint, then
+# its status as one upper-case letter (never hex, so a fingerprint is only ever found where it starts
+# an entry). A string, not a mapping, because the row is read and written whole for every result.
+FINGERPRINT = 12
+ENTRY = FINGERPRINT + 1
+STATUS_LETTERS = {"delivered": "D", "rejected": "R", "failed": "F", "skipped": "S", "dry_run": "N"}
+LETTER_STATUSES = {letter: status for status, letter in STATUS_LETTERS.items()}
 
 
 def row_key(result: dict[str, Any]) -> str:
@@ -24,30 +31,29 @@ def row_key(result: dict[str, Any]) -> str:
 
 def empty_row(key: str) -> dict[str, Any]:
     row: dict[str, Any] = dict(zip(ROW_KEY, key.split("|")))
-    row.update(results=0, enriched=0, statuses={}, tiktok_events={}, value={}, recent={})
+    row.update(results=0, enriched=0, statuses={}, tiktok_events={}, value={}, recent="")
     return row
 
 
 def fingerprint(event_id: Any) -> str:
     """48 bits of the event id: short enough that a row holds a thousand, long enough that two of a
     thousand collide about once in 500 million full rows."""
-    return hashlib.blake2b(str(event_id).encode(), digest_size=6).hexdigest()
+    return hashlib.blake2b(str(event_id).encode(), digest_size=FINGERPRINT // 2).hexdigest()
 
 
 def add_result(row: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Count `result` in `row`; a result for an event the row has just counted replaces that one."""
-    recent: dict[str, str] = row.setdefault("recent", {})
+    recent = row.get("recent", "")
     event = fingerprint(result["event_id"])
-    earlier = recent.pop(event, None)
-    if earlier is None:
+    at = recent.find(event)
+    if at == -1:
         row["results"] += 1
         row["enriched"] += bool(result.get("enriched"))
     else:
-        count(row, result, earlier, -1)
+        count(row, result, LETTER_STATUSES[recent[at + FINGERPRINT]], -1)
+        recent = recent[:at] + recent[at + ENTRY:]
     count(row, result, result["status"], +1)
-    recent[event] = result["status"]
-    while len(recent) > RECENT_EVENTS:
-        del recent[next(iter(recent))]
+    row["recent"] = (recent + event + STATUS_LETTERS[result["status"]])[-RECENT_EVENTS * ENTRY:]
     return row
 
 

@@ -58,6 +58,9 @@ app = WorkerApp(
     logging_config=logging_config(settings.log_format, settings.log_level),
     web_host=settings.web_host,
     web_port=settings.web_port,
+    # Faust's own views would show any table's rows (tokens, user data) to whoever reaches the port.
+    web_router_enabled=False,
+    web_tables_enabled=False,
     datadir=settings.data_dir,
     autodiscover=False,
     consumer_auto_offset_reset="earliest",

@@ -87,7 +87,10 @@ def analytics_refusal(view: View, request: Request) -> Response | None:
         return view.json({"error": "analytics are off: set ANALYTICS_TOKEN"}, status=404)
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "basic":
-        credentials = base64.b64decode(credentials.encode(), validate=False).decode(errors="replace")
+        try:
+            credentials = base64.b64decode(credentials.encode(), validate=False).decode(errors="replace")
+        except ValueError:  # not base64: as good as no credentials
+            credentials = ""
         credentials = credentials.partition(":")[2]
     elif scheme.lower() != "bearer":
         credentials = ""
@@ -97,14 +100,21 @@ def analytics_refusal(view: View, request: Request) -> Response | None:
                      headers={"WWW-Authenticate": 'Basic realm="web2app analytics"'})
 
 
+def private(response: Response) -> Response:
+    """Analytics are for the analyst who asked: no cache keeps them, no browser guesses their type."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 @app.page("/campaigns")
 class Campaigns(View):
     async def get(self, request: Request) -> Response:
         if refused := analytics_refusal(self, request):
-            return refused
+            return private(refused)
         query = request.query
-        return self.json(matching(list(campaign_rows.rows.values()), query.get("app"), query.get("from"),
-                                  query.get("to")))
+        return private(self.json(matching(list(campaign_rows.rows.values()), query.get("app"), query.get("from"),
+                                          query.get("to"))))
 
 
 CAMPAIGNS_PAGE = (Path(__file__).parent / "analytics" / "page.html").read_bytes()
@@ -114,5 +124,5 @@ CAMPAIGNS_PAGE = (Path(__file__).parent / "analytics" / "page.html").read_bytes(
 class CampaignsPage(View):
     async def get(self, request: Request) -> Response:
         if refused := analytics_refusal(self, request):
-            return refused
-        return self.bytes(CAMPAIGNS_PAGE, content_type="text/html")
+            return private(refused)
+        return private(self.bytes(CAMPAIGNS_PAGE, content_type="text/html"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 from aiokafka import ConsumerRecord
 
-from worker.analytics.stats import add_result, empty_row
+from worker.analytics.stats import add_result, empty_row, without_recent
 from worker.app import app, settings
 from worker.follow import TopicFollower
 from worker.topics import TopicNames
@@ -39,8 +39,8 @@ class CampaignRows(TopicFollower):
     def apply(self, message: ConsumerRecord) -> None:
         if message.value is None:
             self.rows.pop(message.key, None)
-        else:
-            self.rows[message.key] = orjson.loads(message.value)
+        else:  # what the row remembers of recent events is for counting, not for showing
+            self.rows[message.key] = without_recent(orjson.loads(message.value))
 
 
 campaign_rows = app.service(CampaignRows())

@@ -6,6 +6,7 @@ misbehave, from Python (`Sandbox.state`) or over HTTP for tests in another proce
 
     python -m worker.tiktok.sandbox --port 8787
     POST /_sandbox/fail   {"mode": "throttle", "count": 2} | {"qps": 5} | {"revoke": "<token>"}
+                          {"mode": "error", "error_code": 51010} | {"mode": "http429", "retry_after": 3}
     GET  /_sandbox/received
     POST /_sandbox/reset
 """
@@ -30,11 +31,14 @@ from worker.tiktok.validation import request_problem
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 HANG_SECONDS = 3600
-FAILURE_MODES = ("ok", "throttle", "error", "http500", "hang", "reject_item")
-THROTTLE_CODES = (40100, 40132, 40133)
-CONTROL_KEYS = frozenset({"mode", "count", "code", "error_code", "event_id", "qps", "revoke"})
+FAILURE_MODES = ("ok", "throttle", "error", "http500", "http429", "not_json", "hang", "reject_item")
+THROTTLE_CODES = (40016, 40100, 40132, 40133)
+CONTROL_KEYS = frozenset({"mode", "count", "code", "error_code", "event_id", "retry_after", "qps", "revoke"})
+# What a proxy in front of TikTok answers when it, not TikTok, is in trouble.
+PROXY_ERROR_PAGE = "<html><head><title>Service Unavailable</title></head><body>Try again later.</body></html>"
 MESSAGES = {
     0: "OK",
+    40016: "Requests made too frequently.",
     40100: "Too many requests. Please retry in some time.",
     40104: "Access token is null, you should set it in http header with key Access-Token.",
     40105: "Access token is incorrect or has been revoked.",
@@ -56,6 +60,7 @@ class Failure:
     remaining: int | None
     code: int | None
     event_id: str | None = None
+    retry_after: int | None = None
 
     def item_index(self, events: list[dict[str, Any]]) -> int | None:
         return next((index for index, event in enumerate(events) if event.get("event_id") == self.event_id), None)
@@ -77,7 +82,7 @@ class SandboxState:
         self.let_through: dict[str, deque[float]] = defaultdict(deque)
 
     def fail(self, mode: str, count: int | None = None, code: int | None = None,
-             error_code: int | None = None, event_id: str | None = None) -> None:
+             error_code: int | None = None, event_id: str | None = None, retry_after: int | None = None) -> None:
         """Misbehave on the next `count` requests (reject_item: those carrying `event_id`), or until changed."""
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {', '.join(FAILURE_MODES)}, not {mode!r}")
@@ -89,8 +94,10 @@ class SandboxState:
             raise ValueError(f"error_code must be an integer, not {error_code!r}")
         if mode == "reject_item" and not isinstance(event_id, str):
             raise ValueError("reject_item needs the event_id of the event to reject")
+        if retry_after is not None and (mode != "http429" or type(retry_after) is not int or retry_after < 0):
+            raise ValueError(f"retry_after is whole seconds for http429, not {retry_after!r}")
         answered_code = {"throttle": code or 40100, "error": 50000 if error_code is None else error_code}
-        self.failure = None if mode == "ok" else Failure(mode, count, answered_code.get(mode), event_id)
+        self.failure = None if mode == "ok" else Failure(mode, count, answered_code.get(mode), event_id, retry_after)
 
     def limit_qps(self, qps: int | None) -> None:
         """Answer 40100 to requests beyond `qps` a second for one pixel; None lifts the limit."""
@@ -184,6 +191,11 @@ async def track(request: web.Request) -> web.StreamResponse:
 async def misbehave(state: SandboxState, failure: Failure, events: list[dict[str, Any]]) -> web.StreamResponse:
     if failure.mode == "http500":
         return web.Response(status=500, text="500 Internal Server Error")
+    if failure.mode == "http429":
+        headers = {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
+        return web.Response(status=429, text="429 Too Many Requests", headers=headers)
+    if failure.mode == "not_json":
+        return web.Response(status=200, text=PROXY_ERROR_PAGE, content_type="text/html")
     if failure.mode == "hang":
         # Outlasts any client timeout; shutting the sandbox down releases it.
         with contextlib.suppress(TimeoutError):
@@ -202,7 +214,7 @@ async def control_fail(request: web.Request) -> web.Response:
             raise ValueError(f"expected an object of {', '.join(sorted(CONTROL_KEYS))}, not {orders!r}")
         if "mode" in orders:
             state.fail(orders["mode"], orders.get("count"), orders.get("code"), orders.get("error_code"),
-                       orders.get("event_id"))
+                       orders.get("event_id"), orders.get("retry_after"))
         if "qps" in orders:
             state.limit_qps(orders["qps"])
         if "revoke" in orders:

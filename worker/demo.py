@@ -65,6 +65,19 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+async def check_collector(settings: Settings) -> None:
+    """Before anything is produced: the worker's collector must be on to take the demo's clicks."""
+    script = worker_url(settings, "/landing.js")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(script) as response:
+                if response.status != 200:
+                    raise click.ClickException(f"the worker's collector is off ({script} answered {response.status}): "
+                                               "start the worker with COLLECTOR_ENABLED=on (scripts/run does)")
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(f"no worker answers at {script} ({exc}): is it running (WEB_PORT)?") from None
+
+
 async def post_clicks(collector: str, clicks: list[dict]) -> None:
     """Each visit as a phone's browser on the landing page would post it."""
     headers = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)", "Content-Type": "text/plain"}
@@ -74,14 +87,14 @@ async def post_clicks(collector: str, clicks: list[dict]) -> None:
                 async with session.post(collector, data=orjson.dumps(record), headers=headers) as response:
                     if response.status != 202:
                         raise click.ClickException(
-                            f"the collector at {collector} answered {response.status} {await response.text()}: "
-                            "is the worker running with COLLECTOR_ENABLED=on (scripts/run sets it)?")
+                            f"the collector at {collector} answered {response.status} {await response.text()}")
             except aiohttp.ClientError as exc:
                 raise click.ClickException(f"no worker answers at {collector} ({exc}): is it running?") from None
 
 
 async def run(settings: Settings, visitors: int, seed: int | None, timeout: float) -> None:
     names = TopicNames.of(settings)
+    await check_collector(settings)
     if DEMO_APP not in await read_all(settings):
         await publish(settings, [(DEMO_APP, orjson.dumps(demo_integration()))])
         click.echo(f"applied the demo integration for {DEMO_APP} (pixel DEMO_PIXEL, test events)")
@@ -98,7 +111,7 @@ async def run(settings: Settings, visitors: int, seed: int | None, timeout: floa
         for i in early:
             await producer.send(names.app_events, orjson.dumps(events[i]))
         await producer.flush()
-        await post_clicks(collector_url(settings), clicks)
+        await post_clicks(worker_url(settings, "/collect"), clicks)
         for i, record in enumerate(events):
             if i not in early:
                 await producer.send(names.app_events, orjson.dumps(record))
@@ -121,14 +134,15 @@ async def run(settings: Settings, visitors: int, seed: int | None, timeout: floa
     finally:
         await consumer.stop()
     _summary(list(seen.values()), len(expected))
-    landing = f"http://127.0.0.1:{settings.web_port}/landing/demo?" + AD_URL_PARAMETERS.replace(
+    landing = worker_url(settings, "/landing/demo?") + AD_URL_PARAMETERS.replace(
         "__CAMPAIGN_NAME__", "Spring%20Sale").replace("__AID_NAME__", "US-18-24").replace(
         "__CID_NAME__", "Video-1").replace("__CLICKID__", f"E.C.P.browser{uuid.uuid4().hex[:12]}")
     click.echo(f"\nA visit from a browser: open {landing}")
 
 
-def collector_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.web_port}/collect"
+def worker_url(settings: Settings, path: str) -> str:
+    """A path on the web port of the worker the demo runs against (on this machine)."""
+    return f"http://127.0.0.1:{settings.web_port}{path}"
 
 
 def _line(r: dict) -> str:

@@ -65,6 +65,7 @@ async def test_what_the_collector_refuses_gets_the_reason_and_never_reaches_the_
             text = await metrics.text()
         assert 'web2app_clicks_collected_total{status="202"} 4.0' in text
         assert 'web2app_clicks_collected_total{status="429"} 3.0' in text
+        assert 'web2app_clicks_collected_total{status="403"} 1.0' in text
     assert len(await kafka.read("clicks", timeout=3)) == 4
 
 

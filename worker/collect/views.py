@@ -44,6 +44,7 @@ def refusal(view: View, request: Request) -> Response | None:
     if not settings.collector_enabled:
         return view.json({"error": "the collector is off: set COLLECTOR_ENABLED"}, status=404)
     if not allowed_origin(request.headers.get("Origin"), request.host, ALLOWED_ORIGINS):
+        CLICKS_COLLECTED.labels("403").inc()
         return view.json({"error": "origin not allowed: add it to COLLECTOR_ALLOWED_ORIGINS"}, status=403)
     return None
 

@@ -8,17 +8,22 @@ Pipeline, one package per stage, in the order a record travels:
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import threading
 import time
+from typing import Awaitable, Callable
 
 import faust
 
 from worker.kafka_security import client_options, faust_credentials
 from worker.logs import logging_config
+from worker.metrics import INTERNAL_ERRORS
 from worker.offsets import SafeCommits
 from worker.settings import Settings
 
+log = logging.getLogger(__name__)
 settings = Settings.from_env()
 
 
@@ -69,7 +74,21 @@ app = WorkerApp(
 )
 
 
+def survives(timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A timer whose failure is logged and counted, and that runs again at its next tick: left to Faust,
+    an exception in a timer stops the worker."""
+    @functools.wraps(timer)
+    async def guarded() -> None:
+        try:
+            await timer()
+        except Exception:
+            INTERNAL_ERRORS.labels(timer.__name__).inc()
+            log.exception("%s failed; it runs again at its next tick", timer.__name__)
+    return guarded
+
+
 @app.timer(interval=1.0)
+@survives
 async def heal_stalled_commits() -> None:
     if not app.rebalancing:
         await app.safe_commits.heal(time.monotonic())

@@ -26,3 +26,5 @@ TTCLIDS_HELD = Gauge("web2app_ttclids_held", "ttclids with join state in this re
 TTCLIDS_WAITING = Gauge("web2app_ttclids_with_waiting_events", "ttclids whose app events wait for their click")
 CONSUMER_LAG = Gauge("web2app_consumer_lag", "Records behind the end of an input partition",
                      ["topic", "partition"])
+INTERNAL_ERRORS = Counter("web2app_internal_errors", "Failures of the worker's own code that cost one record or "
+                          "one timer tick (and are logged)", ["where"])

@@ -7,8 +7,11 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import Message
 
-from worker.metrics import RESULTS, STAGE_SECONDS
+from worker.dead_letters import dead_letter
+from worker.metrics import DEAD_LETTERS, RESULTS, STAGE_SECONDS
+from worker.results import utc_now_iso
 
 
 def encode_key(key: str | bytes | None) -> bytes | None:
@@ -40,6 +43,13 @@ class Sends:
         RESULTS.labels(result["status"], result["reason"] or "").inc()
         STAGE_SECONDS.labels("read_to_final").observe(result["latency_ms"] / 1000)
         await self.send_json(topic, result["event_id"], result)
+
+    async def send_dead_letter(self, topic: str, message: Message, reason: str, detail: str) -> None:
+        """The record as it was read, with why it cannot be processed."""
+        DEAD_LETTERS.labels(reason).inc()
+        await self.send_json(topic, message.key, dead_letter(
+            reason, detail, message.topic, message.partition, message.offset, message.key, message.value,
+            utc_now_iso()))
 
     async def flush(self) -> None:
         if self._pending:

@@ -9,11 +9,11 @@ from collections import Counter
 import faust
 
 from worker.app import app, settings
-from worker.ingest.records import InvalidRecord, dead_letter, parse_app_event, parse_click
-from worker.metrics import DEAD_LETTERS, RECORDS_READ
+from worker.ingest.records import InvalidRecord, parse_app_event, parse_click
+from worker.metrics import RECORDS_READ
 from worker.offsets import uncommitted_on_failure
 from worker.produce import Sends
-from worker.results import final_result, utc_now_iso
+from worker.results import final_result
 from worker.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,4 @@ async def route(message: faust.types.Message, sends: Sends) -> None:
         reason, detail = "internal_error", f"{type(exc).__name__}: {exc}"
     else:
         return
-    DEAD_LETTERS.labels(reason).inc()
-    await sends.send_json(topics.dead_letter, message.key, dead_letter(
-        reason, detail, message.topic, message.partition, message.offset, message.key, message.value, utc_now_iso()))
+    await sends.send_dead_letter(topics.dead_letter, message, reason, detail)

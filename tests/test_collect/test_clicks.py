@@ -35,6 +35,7 @@ def test_the_ttclid_field_wins_over_the_url_and_a_given_time_is_kept():
     (orjson.dumps({"url": URL}), "schema_violation"),
     (orjson.dumps({"app_id": "app1", "url": URL, "occurred_at": "yesterday"}), "schema_violation"),
     (orjson.dumps({"app_id": "app1", "url": "https://yourapp.example/?ttclid=__CLICKID__"}), "missing_ttclid"),
+    (orjson.dumps({"app_id": "app1", "url": URL, "referrer": "r" * 20_000}), "too_large"),
 ])
 def test_an_unusable_click_is_refused_with_the_reason_the_worker_would_dead_letter_it_for(body, reason):
     with pytest.raises(InvalidRecord) as caught:

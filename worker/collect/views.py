@@ -28,6 +28,8 @@ LANDING_SCRIPT = (HERE / "landing.js").read_bytes()
 DEMO_PAGE = (HERE / "demo.html").read_bytes()
 ALLOWED_ORIGINS = frozenset(o.strip() for o in settings.collector_allowed_origins.split(",") if o.strip())
 clicks_topic = TopicNames.of(settings).clicks
+# The worker's dead-letter reasons as answers; any other (invalid_json, schema_violation) is 400.
+REFUSAL_STATUS = {"missing_ttclid": 422, "too_large": 413}
 rate_limit = RateLimit(settings.collector_requests_per_minute_per_ip)
 
 
@@ -76,8 +78,7 @@ class Collect(View):
             ttclid, click = collected_click(await request.read(), ip, request.headers.get("User-Agent"),
                                             datetime.now(timezone.utc))
         except InvalidRecord as exc:
-            return outcome(self, request, 422 if exc.reason == "missing_ttclid" else 400,
-                           {"error": exc.reason, "detail": exc.detail})
+            return outcome(self, request, REFUSAL_STATUS.get(exc.reason, 400), {"error": exc.reason, "detail": exc.detail})
         try:
             await (await app.producer.send(clicks_topic, encode_key(ttclid), click, None, None, None))
         except Exception as exc:  # the landing page may try again; the visit is not lost silently

@@ -368,11 +368,15 @@ def markdown(results: dict) -> str:
                     f"{run['inputs']:,} records ({run['rate']:,.0f} records/s under the profiler); stacks in "
                     f"`bench/results/{path.name}` (collapsed format: flamegraph.pl or speedscope.app read it).", "",
                     profiles.markdown(profiles.summarise(path), path.name)]
+    collector = Path(__file__).resolve().parent / "results" / "collector.md"  # bench.collector_load --write
+    if collector.exists():
+        out += ["", collector.read_text().rstrip("\n")]
     out += ["", "## Files", "",
             "- `bench/run.py`: the command; `bench/harness.py`: processes, broker, topic probes, CPU/RSS meters;",
             "  `bench/mix.py`: the input mix; `bench/load.py`: the load generator (own process);",
             "  `bench/plain_consumer.py`, `bench/textbook_app.py`: the two baselines;",
-            "  `bench/profile.py`: profile summaries; `bench/report.py`: this file and the plot.",
+            "  `bench/profile.py`: profile summaries; `bench/report.py`: this file and the plot;",
+            "  `bench/collector_load.py`: the click collector's load, a command of its own.",
             "- `bench/results/results.json` (every figure, per round), `bench/results/benchmarks.png`, "
             "`bench/results/profile-*.txt`.", ""]
     return "\n".join(out)

@@ -103,3 +103,4 @@ import worker.attribution.agents  # noqa: E402,F401
 import worker.delivery.agents  # noqa: E402,F401
 import worker.analytics.agents  # noqa: E402,F401
 import worker.web  # noqa: E402,F401  (probes, metrics, analytics)
+import worker.collect.views  # noqa: E402,F401  (the click collector and the landing script)

@@ -1,8 +1,9 @@
 """`python -m worker demo`: a realistic web-to-app funnel through a running worker, results shown as they come.
 
-Applies a demo integration (unless the app has one), produces clicks from three ads and the
-app events of the visitors who installed (some before their click arrives), then prints every
-delivery result and a summary by campaign, ad set and ad.
+Applies a demo integration (unless the app has one), posts the landing-page visits from three ads to
+the worker's click collector as the landing script does, produces the app events of the visitors who
+installed (some before their click arrives), then prints every delivery result and a summary by
+campaign, ad set and ad.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import uuid
 from collections import Counter
 from datetime import datetime, timezone
 
+import aiohttp
 import click
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from worker.collect.clicks import AD_URL_PARAMETERS
 
 from worker.integrations.cli import publish, read_all
 from worker.kafka_security import client_options
@@ -44,8 +48,9 @@ def funnel(visitors: int, seed: int | None) -> tuple[list[dict], list[dict]]:
         campaign, adset, ad = rng.choice(ADS)
         url = (f"https://demo-app.example/?campaign_name={campaign.replace(' ', '%20')}&adset_name={adset}"
                f"&ad_name={ad}&ttclid={ttclid}")
-        clicks.append({"app_id": DEMO_APP, "url": url, "occurred_at": _iso(now - 600), "ip": "203.0.113.7",
-                       "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)", "locale": "en-US"})
+        # What the landing script posts; the collector adds the visitor's address and browser.
+        clicks.append({"app_id": DEMO_APP, "url": url, "ttp": f"demo{rng.getrandbits(64):016x}",
+                       "referrer": "https://www.tiktok.com/", "locale": "en-US"})
         for step, name in enumerate(FUNNEL[:rng.choice([0, 1, 2, 4, 5, 6])]):
             event = {"event_id": f"{ttclid}-{name}", "app_id": DEMO_APP, "name": name, "ttclid": ttclid,
                      "occurred_at": _iso(now - 300 + step * 10), "user": {"id": f"user-{visitor}",
@@ -60,8 +65,36 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+async def check_collector(settings: Settings) -> None:
+    """Before anything is produced: the worker's collector must be on to take the demo's clicks."""
+    script = worker_url(settings, "/landing.js")
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.get(script) as response:
+                if response.status != 200:
+                    raise click.ClickException(f"the worker's collector is off ({script} answered {response.status}): "
+                                               "start the worker with COLLECTOR_ENABLED=on (scripts/run does)")
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(f"no worker answers at {script} ({exc}): is it running (WEB_PORT)?") from None
+
+
+async def post_clicks(collector: str, clicks: list[dict]) -> None:
+    """Each visit as a phone's browser on the landing page would post it."""
+    headers = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)", "Content-Type": "text/plain"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for record in clicks:
+            try:
+                async with session.post(collector, data=orjson.dumps(record), headers=headers) as response:
+                    if response.status != 202:
+                        raise click.ClickException(
+                            f"the collector at {collector} answered {response.status} {await response.text()}")
+            except aiohttp.ClientError as exc:
+                raise click.ClickException(f"no worker answers at {collector} ({exc}): is it running?") from None
+
+
 async def run(settings: Settings, visitors: int, seed: int | None, timeout: float) -> None:
     names = TopicNames.of(settings)
+    await check_collector(settings)
     if DEMO_APP not in await read_all(settings):
         await publish(settings, [(DEMO_APP, orjson.dumps(demo_integration()))])
         click.echo(f"applied the demo integration for {DEMO_APP} (pixel DEMO_PIXEL, test events)")
@@ -77,15 +110,16 @@ async def run(settings: Settings, visitors: int, seed: int | None, timeout: floa
         early = set(range(0, len(events), 5))
         for i in early:
             await producer.send(names.app_events, orjson.dumps(events[i]))
-        for record in clicks:
-            await producer.send(names.clicks, orjson.dumps(record))
+        await producer.flush()
+        await post_clicks(worker_url(settings, "/collect"), clicks)
         for i, record in enumerate(events):
             if i not in early:
                 await producer.send(names.app_events, orjson.dumps(record))
         await producer.flush()
     finally:
         await producer.stop()
-    click.echo(f"produced {len(clicks)} clicks and {len(events)} app events; results as they come:\n")
+    click.echo(f"posted {len(clicks)} landing-page visits to the collector and produced {len(events)} app events; "
+               "results as they come:\n")
     expected = {e["event_id"] for e in events}
     seen: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
@@ -100,6 +134,15 @@ async def run(settings: Settings, visitors: int, seed: int | None, timeout: floa
     finally:
         await consumer.stop()
     _summary(list(seen.values()), len(expected))
+    landing = worker_url(settings, "/landing/demo?") + AD_URL_PARAMETERS.replace(
+        "__CAMPAIGN_NAME__", "Spring%20Sale").replace("__AID_NAME__", "US-18-24").replace(
+        "__CID_NAME__", "Video-1").replace("__CLICKID__", f"E.C.P.browser{uuid.uuid4().hex[:12]}")
+    click.echo(f"\nA visit from a browser: open {landing}")
+
+
+def worker_url(settings: Settings, path: str) -> str:
+    """A path on the web port of the worker the demo runs against (on this machine)."""
+    return f"http://127.0.0.1:{settings.web_port}{path}"
 
 
 def _line(r: dict) -> str:

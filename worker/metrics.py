@@ -7,6 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS_READ = Counter("web2app_records_read", "Input records read", ["topic"])
 DEAD_LETTERS = Counter("web2app_dead_letters", "Records sent to the dead-letter topic", ["reason"])
+CLICKS_COLLECTED = Counter("web2app_clicks_collected", "Clicks posted to the collector, by HTTP status answered",
+                           ["status"])
 RESULTS = Counter("web2app_results", "Final delivery results written", ["status", "reason"])
 TIKTOK_REQUESTS = Counter("web2app_tiktok_requests", "Events API requests by answer",
                           ["http_status", "code"])

@@ -81,6 +81,20 @@ class Settings:
     analytics_token: str = setting(
         "ANALYTICS_TOKEN", "", "Token that `/campaigns` and its page require (`Authorization: Bearer`, or basic "
         "auth with it as the password); unset, they are off. Probes and metrics stay open.", secret=True)
+    collector_enabled: bool = setting(
+        "COLLECTOR_ENABLED", False, "Serve the click collector (`POST /collect`), the landing script (`/landing.js`) "
+        "and a demo landing page (`/landing/demo`) on the web port.")
+    collector_allowed_origins: str = setting(
+        "COLLECTOR_ALLOWED_ORIGINS", "", "Landing-page origins, comma-separated (`https://yourapp.example`), whose "
+        "pages may post clicks; `*` for any. Requests without an `Origin` and from the web port's own origin pass.")
+    collector_trusted_proxy_header: str = setting(
+        "COLLECTOR_TRUSTED_PROXY_HEADER", "", "Header in which the proxy in front of the worker passes the "
+        "visitor's address (e.g. `X-Forwarded-For`; its last entry is taken); unset, the connection's address.")
+    collector_max_body_bytes: int = setting(
+        "COLLECTOR_MAX_BODY_BYTES", 16384, "Largest click the collector takes; larger ones get 413.")
+    collector_requests_per_minute_per_ip: int = setting(
+        "COLLECTOR_REQUESTS_PER_MINUTE_PER_IP", 600, "Clicks a minute one address may post (mobile carriers "
+        "put many visitors behind one address); past it 429.")
     shutdown_timeout_s: float = setting(
         "SHUTDOWN_TIMEOUT_SECONDS", 30, "After SIGTERM the process exits within this, whatever is still pending "
         "(uncommitted events are read again by the next owner).")

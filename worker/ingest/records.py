@@ -7,16 +7,22 @@ and a human-readable detail; the agent sends it to the dead-letter topic.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote_plus
 
 import fastjsonschema
 import orjson
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 URL_FIELDS = ("ttclid", "campaign_name", "adset_name", "ad_name")
+# TikTok substitutes names into the ad URL as they are, so a name may hold `&`, `#`, `%` or `=`:
+# a parameter starts only at `&` followed by a parameter name and `=`.
+PARAMETER_START = re.compile(r"&(?=[A-Za-z0-9_.\-\[\]]+=)")
+# A macro TikTok left unreplaced, e.g. `__CAMPAIGN_NAME__`: its format is `__XXX_XXX__`.
+UNREPLACED_MACRO = re.compile(r"__[A-Z0-9_]+__")
 CLICK_CONTEXT = ("ttp", "ip", "user_agent", "referrer", "locale")
 MAX_DETAIL = 300
 # A click or app event is kept in the join state until it is joined: one that needs more than this once
@@ -73,17 +79,38 @@ def parse_timestamp(value: str, field: str) -> float:
     return moment.timestamp()
 
 
+def known(value: str | None) -> str | None:
+    """The value, or None when it is empty or an ad URL macro TikTok did not replace."""
+    if not value or UNREPLACED_MACRO.fullmatch(value.strip()):
+        return None
+    return value
+
+
 def url_attribution(url: str) -> dict[str, str]:
-    """ttclid, campaign_name, adset_name and ad_name from a landing URL's query, URL-decoded."""
-    query = parse_qs(urlsplit(url).query, keep_blank_values=False)
-    return {name: query[name][0] for name in URL_FIELDS if name in query}
+    """ttclid, campaign_name, adset_name and ad_name from a landing URL's query, decoded.
+
+    Names are taken as TikTok substitutes them, percent-encoded or not: the query runs from the
+    first `?` to the end, since an unencoded `#` in a name is no fragment; only a trailing `#...`
+    holding no `=` is (e.g. `#pricing`). The first usable value of each parameter wins.
+    """
+    query = url.partition("?")[2]
+    head, hash_, fragment = query.rpartition("#")
+    if hash_ and "=" not in fragment:
+        query = head
+    found: dict[str, str] = {}
+    for pair in PARAMETER_START.split(query):
+        name, _, raw = pair.partition("=")
+        value = known(unquote_plus(raw, errors="replace"))
+        if name in URL_FIELDS and value and name not in found:
+            found[name] = value
+    return found
 
 
 def parse_click(raw: bytes | None) -> dict[str, Any]:
     """A click with its ttclid and ad names resolved (fields win over the URL's query)."""
     value = decode_json(raw)
     validate_click(value)
-    click = {name: value[name] for name in URL_FIELDS if value.get(name)}
+    click = {name: value[name] for name in URL_FIELDS if known(value.get(name))}
     for name, found in url_attribution(value["url"]).items():
         click.setdefault(name, found)
     if "ttclid" not in click:

@@ -12,11 +12,15 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from worker.collect.clicks import AD_URL_PARAMETERS, ad_url
 from worker.integrations.config import InvalidIntegration, parse_integration, public_view
 from worker.integrations.tokens import decrypt_token, encrypt_token, token_keys
 from worker.kafka_security import client_options
 from worker.settings import Settings
 from worker.topics import TopicNames, ensure_topics, records_to_end
+
+
+EXAMPLE_LANDING_PAGE = "https://yourapp.example/landing"
 
 
 @click.group("integrations")
@@ -50,6 +54,8 @@ def apply(file: Path) -> None:
     asyncio.run(publish(settings, [(r["app_id"], orjson.dumps(r)) for r in records]))
     for record in records:
         click.echo(f"applied {record['app_id']} (pixel {record['pixel_id']})")
+        click.echo(f"  ad URL parameters for TikTok Ads Manager: {AD_URL_PARAMETERS}")
+        click.echo(f"  final ad URL, e.g.: {ad_url(EXAMPLE_LANDING_PAGE)}")
 
 
 def syntax_error_position(exc: yaml.YAMLError) -> str:
@@ -78,7 +84,8 @@ def list_integrations() -> None:
     views = []
     for app_id, raw in sorted(active.items()):
         try:
-            views.append(public_view(parse_integration(decrypt_token(orjson.loads(raw), keys))))
+            views.append(public_view(parse_integration(decrypt_token(orjson.loads(raw), keys)))
+                         | {"ad_url_parameters": AD_URL_PARAMETERS, "example_ad_url": ad_url(EXAMPLE_LANDING_PAGE)})
         except (orjson.JSONDecodeError, InvalidIntegration) as exc:
             views.append({"app_id": app_id, "invalid": str(exc)})
     click.echo(json.dumps(views, indent=2, ensure_ascii=False))

@@ -90,7 +90,8 @@ async def test_each_app_event_is_released_once_joined_or_not_while_replicas_come
             if not await tail.wait_for(lambda: {r["event_id"] for r in tail.values("outbox")} >= set(produced),
                                        GRACE_S + 60):
                 missing = sorted(set(produced) - {r["event_id"] for r in tail.values("outbox")})
-                raise AssertionError(f"{len(missing)} app events never reached the outbox: {await where(kafka, missing)}")
+                raise AssertionError(f"{len(missing)} app events never reached the outbox: {await where(kafka, missing)}; "
+                                     f"their join states: {await last_states(kafka, [produced[e] for e in missing[:3]])}")
             await asyncio.sleep(GRACE_S + 2)  # time for a late, contradicting release to show
             await tail.catch_up()
     finally:
@@ -113,3 +114,15 @@ async def test_each_app_event_is_released_once_joined_or_not_while_replicas_come
     enriched = sum(copies[0]["enriched"] for copies in releases.values())
     print(f"\n{len(produced)} app events, {len(replicas)} replicas started; {enriched} released joined, "
           f"{len(produced) - enriched} after the grace; {repeated} repeated as identical copies")
+
+
+async def last_states(kafka: Kafka, ttclids: list[str]) -> dict[str, object]:
+    """The last join state the changelog holds for each ttclid (what the join made of its records)."""
+    async with Tail(kafka, "worker-ttclids-changelog") as changelog:
+        await changelog.catch_up()
+    last: dict[str, object] = {}
+    for record in changelog.records["worker-ttclids-changelog"]:
+        if record["key"] in ttclids:
+            last[record["key"]] = record["value"]
+    return last
+

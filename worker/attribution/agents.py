@@ -96,7 +96,12 @@ async def attribute(stream: faust.StreamT) -> None:
                 # left to their partition's next reader instead: another replica, or this one after
                 # the rebuild, from the committed offset.
                 owned = owned_partitions() if table_writable() else set()
-                never_commit([event for event in batch if event.message.partition not in owned])
+                left = [event for event in batch if event.message.partition not in owned]
+                if left:
+                    log.info("join: %d records of partitions %s left to their next reader (table %s)", len(left),
+                             sorted({event.message.partition for event in left}),
+                             "writable" if owned else "not writable: a rebalance or a rebuild is under way")
+                never_commit(left)
                 await join_batch([event for event in batch if event.message.partition in owned], sends)
 
 
@@ -226,3 +231,4 @@ async def settle_table() -> None:
         elif (deadline := join.next_deadline(state)) is not None:
             waiting_deadlines[key] = deadline
     table_settled.set()
+    log.info("join: table settled for partitions %s, %d ttclids held", sorted(owned), len(ttclids.data))

@@ -75,6 +75,7 @@ class SandboxState:
     def reset(self) -> None:
         self.revoked_tokens = set(self.initially_revoked)
         self.received: list[dict[str, Any]] = []
+        self.attempts: list[dict[str, Any]] = []  # every well-formed request, answered well or not
         self.failure: Failure | None = None
         self.qps: int | None = None
         self.let_through: dict[str, deque[float]] = defaultdict(deque)
@@ -169,6 +170,9 @@ async def track(request: web.Request) -> web.StreamResponse:
         return answer(40002, "The request body is not valid JSON.")
     if problem := request_problem(body):
         return answer(40002, problem)
+    # The query string tells senders apart (tests give each replica its own TIKTOK_API_URL).
+    state.attempts.append({"pixel_id": body["event_source_id"], "sender": request.query_string,
+                           "monotonic": time.monotonic(), "events": len(body["data"])})
     if failure := state.take_failure(body["event_source_id"], body["data"]):
         return await misbehave(state, failure, body["data"])
     if not state.within_qps(body["event_source_id"], time.monotonic()):

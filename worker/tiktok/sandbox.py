@@ -31,7 +31,7 @@ from worker.tiktok.validation import request_problem
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 HANG_SECONDS = 3600
-FAILURE_MODES = ("ok", "throttle", "error", "http500", "hang", "reject_item")
+FAILURE_MODES = ("ok", "throttle", "error", "http500", "http503", "hang", "reject_item")
 THROTTLE_CODES = (40100, 40132, 40133)
 CONTROL_KEYS = frozenset({"mode", "count", "code", "error_code", "event_id", "pixel_id", "qps", "revoke"})
 MESSAGES = {
@@ -193,6 +193,8 @@ async def track(request: web.Request) -> web.StreamResponse:
 async def misbehave(state: SandboxState, failure: Failure, events: list[dict[str, Any]]) -> web.StreamResponse:
     if failure.mode == "http500":
         return web.Response(status=500, text="500 Internal Server Error")
+    if failure.mode == "http503":
+        return web.Response(status=503, text="503 Service Unavailable")
     if failure.mode == "hang":
         # Outlasts any client timeout; shutting the sandbox down releases it.
         with contextlib.suppress(TimeoutError):

@@ -70,8 +70,7 @@ class Settings:
         "the worker stops reading the outbox.")
     request_timeout_s: float = setting("TIKTOK_REQUEST_TIMEOUT_SECONDS", 10.0, "Time allowed for one request.")
     retry_max_attempts: int = setting(
-        "TIKTOK_RETRY_MAX_ATTEMPTS", 40, "Attempts per event before it is `failed` / `retries_exhausted` (with the "
-        "default backoff, 40 attempts outlast `TIKTOK_RETRY_MAX_SECONDS`).")
+        "TIKTOK_RETRY_MAX_ATTEMPTS", 40, "Attempts per event before it is `failed` / `retries_exhausted`.")
     retry_max_s: float = setting(
         "TIKTOK_RETRY_MAX_SECONDS", 1800, "Time from the first attempt after which no retry is made.")
     park_after_s: float = setting(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from tests.scenario import apply_integrations
 from tests.test_delivery.test_agents import delivery_env, finals_by_id, funnel, integration, sandbox  # noqa: F401
 
@@ -38,3 +40,24 @@ async def test_a_pixel_given_up_on_a_rebalance_is_never_sent_to_by_two_replicas(
     assert moved > 0, "no pixel changed hands: the test proves nothing"
     by_id = finals_by_id(await kafka.read("delivery-results", timeout=2))
     assert Counter(by_id[i][-1]["status"] for i in ids) == {"delivered": len(ids)}
+
+
+async def test_an_upgrade_continues_the_outbox_where_the_faust_agent_committed_it(
+        kafka, delivery_env, sandbox, start_worker, tmp_path):
+    apply_integrations(delivery_env, [integration("app1")], tmp_path)  # creates the topics
+    # What the Faust delivery agent of the previous version had read and committed (group `<prefix>worker`):
+    await kafka.produce("outbox", [(f"PIX-{n}".encode(), b"{delivered long ago") for n in range(20)])
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=kafka.topic("worker"),
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(kafka.topic("outbox"), p) for p in range(4)]
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+    await start_worker(**delivery_env, TIKTOK_BATCH_LINGER_SECONDS="0.2")
+    ids = await funnel(kafka, "app1", 20)
+    by_id = finals_by_id(await kafka.consume("delivery-results", 20, timeout=60))
+    assert Counter(by_id[i][0]["status"] for i in ids) == {"delivered": 20}
+    assert await kafka.read("dead-letter", timeout=2) == [], "the records committed before were read again"

@@ -20,6 +20,7 @@ from typing import Any
 import mode
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from worker.app import app, settings
@@ -199,6 +200,26 @@ class OutboxDelivery(mode.Service):
             self.consumer.resume(*[tp for tp in self.paused_until if tp in self.consumer.assignment()])
             self.paused_until.clear()
 
+    async def adopt_faust_commits(self, assigned: set[TopicPartition]) -> None:
+        """Upgrading from the Faust delivery agent: an outbox partition this group never committed starts
+        where the Faust app's group had committed it, not at the outbox's beginning (a mass re-send)."""
+        outbox = [tp for tp in assigned if tp.topic == topics.outbox]
+        if not outbox:
+            return
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        await admin.start()
+        try:
+            ours = await admin.list_consumer_group_offsets(GROUP, partitions=outbox)
+            fresh = [tp for tp in outbox if tp not in ours or ours[tp].offset < 0]
+            faust = await admin.list_consumer_group_offsets(settings.app_id, partitions=fresh) if fresh else {}
+        finally:
+            await admin.close()
+        for tp, committed in faust.items():
+            if committed.offset >= 0:
+                log.info("delivery: %s[%s] continues at offset %s, where the Faust agent had committed it",
+                         tp.topic, tp.partition, committed.offset)
+                self.consumer.seek(tp, committed.offset)
+
     async def start_over(self) -> None:
         await self.hand_over()
         for tp in self.consumer.assignment():
@@ -218,7 +239,7 @@ class HandOver(ConsumerRebalanceListener):
         await self.delivery.hand_over()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        pass
+        await self.delivery.adopt_faust_commits(assigned)
 
 
 app.service(OutboxDelivery)

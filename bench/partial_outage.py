@@ -93,6 +93,8 @@ async def measure(kafka: Kafka, workdir: Path, minutes: float, events: int, bad_
         good_in_outage = results.count("good-", before=outage_end)
         bad_in_outage = results.count("bad-", before=outage_end)
         sent_during = Counter(a["pixel_id"] for a in sandbox.state.attempts if a["monotonic"] <= outage_end)
+        good_requests = [len(r["events"]) for r in sandbox.state.received
+                         if r["pixel_id"] == "PIX-good" and outage_start <= r["monotonic"] <= outage_end]
 
         sandbox.state.fail("ok")
         deadline = time.monotonic() + 900
@@ -110,7 +112,8 @@ async def measure(kafka: Kafka, workdir: Path, minutes: float, events: int, bad_
     print(f"outage: PIX-bad answered HTTP 503 for {duration / 60:.1f} min ({outage_end - outage_start:.0f} s); "
           f"{events:,} events for PIX-good and {bad_events:,} for PIX-bad produced meanwhile, one outbox partition")
     print(f"healthy pixel during the outage: {good_in_outage:,} of {events:,} delivered "
-          f"({good_in_outage / (outage_end - outage_start):.0f} events/s; produced at {events / duration:.0f}/s)")
+          f"({good_in_outage / (outage_end - outage_start):.0f} events/s; produced at {events / duration:.0f}/s) in "
+          f"{len(good_requests)} requests of {sum(good_requests) / max(1, len(good_requests)):.0f} events on average")
     print(f"failing pixel during the outage: {bad_in_outage} final results, {sent_during['PIX-bad']} requests "
           f"(retries, parked between them)")
     print(f"worker RSS: {rss[0]:.0f} MB at the start of the outage, peak {max(rss):.0f} MB "

@@ -1,7 +1,8 @@
 """Stage 3: the TikTok sink. Batches outbox events per pixel, sends them within the rate
 limits, retries what may be retried, and hands every event exactly one outcome: a final result,
-or, for an event still failing `TIKTOK_PARK_AFTER_SECONDS` after its first attempt, a due time at
-which to try it again (the caller parks it durably, so a failing pixel holds no memory).
+or, for an event still failing `TIKTOK_PARK_AFTER_SECONDS` after its first attempt or waiting when
+its pixel is handed over, a due time at which to try it again (the caller parks it durably, so a
+failing pixel holds no memory and a new owner repeats nothing).
 
 Kafka stays outside: events come in through `submit()`, outcomes leave through the `finish`
 callback; the caller bounds how many events are in here (back-pressure).
@@ -10,6 +11,7 @@ callback; the caller bounds how many events are in here (back-pressure).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -132,18 +134,25 @@ class TikTokSink:
                 json_serialize=lambda v: orjson.dumps(v).decode())
 
     async def hand_over(self, timeout: float) -> None:
-        """Stop sending: drop waiting events (unfinished, so read again by the next owner) and let the
-        requests already sent end with their outcome (retries parked), within `timeout`."""
+        """Stop sending: park the waiting events (finished here, so their offsets commit and the next owner
+        repeats nothing) and let the requests already sent end with their outcome (retries parked), all
+        within `timeout`; what is not finished by then is read again by the next owner."""
         self.handing_over = True
+        deadline = time.monotonic() + timeout
         try:
             lanes = list(self.lane_tasks.values())
             for task in lanes:
                 task.cancel()
             await asyncio.gather(*lanes, return_exceptions=True)
+            now, wall = time.monotonic(), time.time()
+            waiting = [(t, wall + max(0.0, t.ready_at - now)) for lane in self.lanes.values() for t in lane.waiting]
             self.lanes.clear()
             self.lane_tasks.clear()
+            if waiting:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.finish([], waiting), max(0.0, deadline - time.monotonic()))
             if self.requests:
-                _, late = await asyncio.wait(list(self.requests), timeout=timeout)
+                _, late = await asyncio.wait(list(self.requests), timeout=max(0.0, deadline - time.monotonic()))
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)

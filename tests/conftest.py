@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_broker import kafka_for_tests
-from tests.support import Kafka, WorkerProcess
+from tests.support import NO_TIKTOK, Kafka, WorkerProcess
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,7 @@ def worker_env(kafka: Kafka, tmp_path: Path) -> dict[str, str]:
         "TOPIC_PARTITIONS": "4",
         "DATA_DIR": str(tmp_path / "data"),
         "JOIN_BATCH_LINGER_SECONDS": "0.02",
+        "TIKTOK_API_URL": NO_TIKTOK,
     }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,12 +13,37 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.kafka_broker import REPO, free_port
+from worker.settings import TIKTOK_EVENTS_URL
+
+# Where a worker sends when a test gives no sandbox: a closed loopback port, so nothing leaves the machine.
+NO_TIKTOK = "http://127.0.0.1:9/open_api/v1.3/event/track/"
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it could resolve anywhere
+        return False
+
+
+def required_tool(name: str, why: str) -> str:
+    """The path of a command a test needs; without it the test is skipped, but on CI (CI=true) it fails."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed ({why})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": CI must have it")
+        pytest.skip(message)
+    return path
 
 
 @dataclass
@@ -98,6 +125,9 @@ class WorkerProcess:
 
     def start(self) -> "WorkerProcess":
         env = {**os.environ, **self.env, "WEB_PORT": str(self.web_port), "WEB_HOST": "127.0.0.1"}
+        url = env.get("TIKTOK_API_URL", TIKTOK_EVENTS_URL)
+        if not is_loopback_url(url):  # no test may ever reach the real TikTok
+            raise ValueError(f"a test worker sends only to a loopback address, not {url}")
         self._log = open(self.log_path, "ab")
         self._log_offset = self.log_path.stat().st_size
         self.process = subprocess.Popen(

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from intervaltree import IntervalTree
@@ -118,7 +119,7 @@ async def test_input_written_in_transactions_is_processed_and_committed_to_its_e
     assert sorted(r["key"] for r in results) == sorted(f"tx{t}-{i}" for t in range(3) for i in range(10))
 
     # Each transaction's commit marker takes an offset after its records: 33 offsets, 30 records.
-    group = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=f"{kafka.prefix}worker",
+    group = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=f"{kafka.prefix}worker-ingest",
                              enable_auto_commit=False)
     await group.start()
     try:
@@ -134,3 +135,22 @@ async def test_input_written_in_transactions_is_processed_and_committed_to_its_e
         assert committed == ends, "the worker's commits reach the end of a topic written in transactions"
     finally:
         await group.stop()
+
+
+async def test_offsets_below_the_log_start_hold_nothing_and_those_after_it_are_still_records(kafka: Kafka):
+    """A committed offset that retention has overtaken: the stall check counts the deleted offsets as done,
+    never the records that are still in the log (it once jumped to the log's end and committed them unread)."""
+    topic = kafka.topic("retained")
+    await kafka.produce("retained", [(b"one-partition", {"n": n}) for n in range(10)])
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=5)})
+    finally:
+        await admin.close()
+    safe = consumer_with(0, [])
+    safe.client_options = {"bootstrap_servers": kafka.bootstrap}
+    try:
+        assert await safe._record_offsets(TP(topic, 0), 0, 10) == ({5, 6, 7, 8, 9}, 10)
+    finally:
+        await safe.close()

@@ -1,24 +1,29 @@
 """The Faust app, built once from the settings; each stage's agents register on it.
 
 Pipeline, one package per stage, in the order a record travels:
-  ingest       clicks / app-events  -> validated, re-keyed by ttclid (or dead-lettered)
+  ingest       clicks / app-events  -> validated, re-keyed by ttclid (or dead-lettered); a consumer group of its own
   attribution  by-ttclid            -> click table join, integration mapping -> outbox (or a skipped result)
   delivery     outbox               -> TikTok Events API requests -> delivery results
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import threading
 import time
+from typing import Awaitable, Callable
 
 import faust
 
 from worker.kafka_security import client_options, faust_credentials
 from worker.logs import logging_config
+from worker.metrics import INTERNAL_ERRORS
 from worker.offsets import SafeCommits
 from worker.settings import Settings
 
+log = logging.getLogger(__name__)
 settings = Settings.from_env()
 
 
@@ -53,6 +58,9 @@ app = WorkerApp(
     logging_config=logging_config(settings.log_format, settings.log_level),
     web_host=settings.web_host,
     web_port=settings.web_port,
+    # Faust's own views would show any table's rows (tokens, user data) to whoever reaches the port.
+    web_router_enabled=False,
+    web_tables_enabled=False,
     datadir=settings.data_dir,
     autodiscover=False,
     consumer_auto_offset_reset="earliest",
@@ -69,7 +77,21 @@ app = WorkerApp(
 )
 
 
+def survives(timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A timer whose failure is logged and counted, and that runs again at its next tick: left to Faust,
+    an exception in a timer stops the worker."""
+    @functools.wraps(timer)
+    async def guarded() -> None:
+        try:
+            await timer()
+        except Exception:
+            INTERNAL_ERRORS.labels(timer.__name__).inc()
+            log.exception("%s failed; it runs again at its next tick", timer.__name__)
+    return guarded
+
+
 @app.timer(interval=1.0)
+@survives
 async def heal_stalled_commits() -> None:
     if not app.rebalancing:
         await app.safe_commits.heal(time.monotonic())

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from mode import Service
 
 from worker.kafka_security import client_options
+from worker.metrics import INTERNAL_ERRORS
 from worker.settings import Settings
 from worker.topics import partitions_of
 
@@ -27,6 +28,14 @@ class TopicFollower(Service):
 
     def apply(self, message: ConsumerRecord) -> None:
         raise NotImplementedError
+
+    def apply_one(self, message: ConsumerRecord) -> None:
+        try:
+            self.apply(message)
+        except Exception:  # one record this code cannot read must not stop the worker
+            INTERNAL_ERRORS.labels(f"follow {self.topic}").inc()
+            log.exception("%s[%s]@%s could not be applied; skipped", message.topic, message.partition,
+                          message.offset)
 
     async def partitions(self) -> list[TopicPartition]:
         while True:  # a topic Faust creates (a changelog) may not exist yet
@@ -47,7 +56,7 @@ class TopicFollower(Service):
             while not self.should_stop:
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
-                        self.apply(message)
+                        self.apply_one(message)
                 if not self.caught_up.is_set() and all(
                         [await consumer.position(tp) >= ends[tp] for tp in partitions]):
                     log.info("%s read to its end", self.topic)

@@ -153,8 +153,15 @@ class SafeCommits:
         """(the offsets in [start, end) that hold a record, where reading them stopped), read by a
         consumer of our own."""
         if self._probe is None:
-            self._probe = AIOKafkaConsumer(**self.client_options, enable_auto_commit=False)
-            await self._probe.start()
+            # From the log start when `start` is no longer in the log (retention): the offsets before it
+            # hold nothing any more, and the records after it are still to be processed.
+            probe = AIOKafkaConsumer(**self.client_options, enable_auto_commit=False, auto_offset_reset="earliest")
+            try:
+                await probe.start()
+            except BaseException:  # Kafka away: the stall check tries again at its next tick
+                await probe.stop()
+                raise
+            self._probe = probe
         partition = TopicPartition(tp.topic, tp.partition)
         self._probe.assign([partition])
         self._probe.seek(partition, start)

@@ -32,6 +32,7 @@ def final_result(record: dict[str, Any], status: str, reason: str | None = None,
         tiktok_code=tiktok_code,
         tiktok_message=tiktok_message,
         request_id=request_id,
+        replayed="replayed_at" in record,
         finished_at=utc_now_iso(now),
         latency_ms=max(0, int(now * 1000 - record["read_ms"])),
     )

@@ -119,6 +119,10 @@ class Settings:
         """The Faust app's id, which is also the consumer group of the worker's replicas."""
         return self.topic("worker")
 
+    def group_of(self, stage: str) -> str:
+        """The consumer group of a stage that reads Kafka with a group of its own, beside the Faust app's."""
+        return f"{self.app_id}-{stage}"
+
 
 def _parse(kind: Any, raw: str, env: str) -> Any:
     try:

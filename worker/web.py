@@ -15,7 +15,6 @@ import base64
 import hmac
 from pathlib import Path
 
-from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,9 +22,9 @@ from worker.analytics.agents import campaign_rows
 from worker.analytics.stats import matching
 from worker.app import app, settings
 from worker.attribution.agents import ttclids, waiting_deadlines
-from worker.ingest.agents import read_offsets
+from worker.ingest.agents import ingest
 from worker.integrations.catalog import catalog
-from worker.metrics import CONSUMER_LAG, TTCLIDS_HELD, TTCLIDS_WAITING
+from worker.metrics import CONSUMER_LAG, READY, TTCLIDS_HELD, TTCLIDS_WAITING
 from worker.topics import TopicNames, partitions_of
 
 assignment_completed = asyncio.Event()
@@ -47,18 +46,23 @@ class Health(View):
         return self.json({"status": "alive"})
 
 
+async def readiness_problems() -> list[str]:
+    problems = []
+    try:
+        await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
+    except Exception as exc:
+        problems.append(f"Kafka does not answer: {type(exc).__name__}")
+    if not (assignment_completed.is_set() and ingest.assigned.is_set()):
+        problems.append("no partition assignment yet, or a rebalance is under way")
+    if not catalog.caught_up.is_set():
+        problems.append("integrations topic not read to its end yet")
+    return problems
+
+
 @app.page("/readyz")
 class Ready(View):
     async def get(self, request: Request) -> Response:
-        problems = []
-        try:
-            await asyncio.wait_for(partitions_of(settings, TopicNames.of(settings).integrations), 3)
-        except Exception as exc:
-            problems.append(f"Kafka does not answer: {type(exc).__name__}")
-        if not assignment_completed.is_set():
-            problems.append("no partition assignment yet, or a rebalance is under way")
-        if not catalog.caught_up.is_set():
-            problems.append("integrations topic not read to its end yet")
+        problems = await readiness_problems()
         if problems:
             return self.json({"status": "not ready", "problems": problems}, status=503)
         return self.json({"status": "ready"})
@@ -67,14 +71,12 @@ class Ready(View):
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
+        READY.set(0 if await readiness_problems() else 1)
         TTCLIDS_HELD.set(len(ttclids.data))
         TTCLIDS_WAITING.set(len(waiting_deadlines))
-        assigned = app.consumer.assignment()
-        for (topic, partition), offset in list(read_offsets.items()):
-            tp = TP(topic, partition)
-            if tp in assigned and (end := app.consumer.highwater(tp)) is not None:
-                CONSUMER_LAG.labels(topic.removeprefix(settings.topic_prefix), str(partition)).set(
-                    max(0, end - offset - 1))
+        CONSUMER_LAG.clear()  # partitions that moved to another replica are its to report
+        for tp, lag in (await ingest.lag()).items():
+            CONSUMER_LAG.labels(tp.topic.removeprefix(settings.topic_prefix), str(tp.partition)).set(lag)
         # aiohttp takes the charset apart from the content type
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
@@ -85,7 +87,10 @@ def analytics_refusal(view: View, request: Request) -> Response | None:
         return view.json({"error": "analytics are off: set ANALYTICS_TOKEN"}, status=404)
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "basic":
-        credentials = base64.b64decode(credentials.encode(), validate=False).decode(errors="replace")
+        try:
+            credentials = base64.b64decode(credentials.encode(), validate=False).decode(errors="replace")
+        except ValueError:  # not base64: as good as no credentials
+            credentials = ""
         credentials = credentials.partition(":")[2]
     elif scheme.lower() != "bearer":
         credentials = ""
@@ -95,14 +100,21 @@ def analytics_refusal(view: View, request: Request) -> Response | None:
                      headers={"WWW-Authenticate": 'Basic realm="web2app analytics"'})
 
 
+def private(response: Response) -> Response:
+    """Analytics are for the analyst who asked: no cache keeps them, no browser guesses their type."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 @app.page("/campaigns")
 class Campaigns(View):
     async def get(self, request: Request) -> Response:
         if refused := analytics_refusal(self, request):
-            return refused
+            return private(refused)
         query = request.query
-        return self.json(matching(list(campaign_rows.rows.values()), query.get("app"), query.get("from"),
-                                  query.get("to")))
+        return private(self.json(matching(list(campaign_rows.rows.values()), query.get("app"), query.get("from"),
+                                          query.get("to"))))
 
 
 CAMPAIGNS_PAGE = (Path(__file__).parent / "analytics" / "page.html").read_bytes()
@@ -112,5 +124,5 @@ CAMPAIGNS_PAGE = (Path(__file__).parent / "analytics" / "page.html").read_bytes(
 class CampaignsPage(View):
     async def get(self, request: Request) -> Response:
         if refused := analytics_refusal(self, request):
-            return refused
-        return self.bytes(CAMPAIGNS_PAGE, content_type="text/html")
+            return private(refused)
+        return private(self.bytes(CAMPAIGNS_PAGE, content_type="text/html"))

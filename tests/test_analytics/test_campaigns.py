@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import aiohttp
-import pytest
+import orjson
 
 from tests.kafka_broker import REPO
 from tests.scenario import app_event, apply_integrations, click
-from tests.support import Kafka
-from worker.analytics.stats import add_result, empty_row, matching, row_key
+from tests.support import Kafka, required_tool
+from worker.analytics.stats import RECENT_EVENTS, add_result, empty_row, matching, row_key, without_recent
 from worker.tiktok.sandbox import Sandbox
 
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -28,14 +27,52 @@ def test_rows_count_statuses_events_value_and_enrichment():
               "enriched": True}
     key = row_key(result)
     row = empty_row(key)
-    for r in (result, {**result, "value": 5.0}, {**result, "status": "skipped", "enriched": False}):
-        add_result(row, r)
+    for n, r in enumerate((result, {**result, "value": 5.0}, {**result, "status": "skipped", "enriched": False})):
+        add_result(row, {**r, "event_id": f"e{n}"})
     assert (row["day"], row["campaign_name"], row["results"]) == ("2026-11-24", "Spring", 3)
     assert row["statuses"] == {"delivered": 2, "skipped": 1} and row["tiktok_events"] == {"Purchase": 2}
     assert row["value"] == {"USD": 14.99}
     [shown] = matching([row], "a", "2026-11-24", "2026-11-24")
     assert shown["enriched_share"] == 0.667
     assert matching([row], "b", None, None) == [] and matching([row], None, "2026-11-25", None) == []
+
+
+def counted(results: list[dict]) -> dict:
+    row = empty_row("a|2026-11-24|Spring|US|V1")
+    for result in results:
+        row = orjson.loads(orjson.dumps(add_result(row, result)))  # through the table, as the agent does
+    return without_recent(row)
+
+
+def result_of(event_id: str, status: str = "delivered", **fields) -> dict:
+    return {"event_id": event_id, "app_id": "a", "finished_at": "2026-11-24T10:00:00Z", "campaign_name": "Spring",
+            "adset_name": "US", "ad_name": "V1", "status": status, "tiktok_event": "Purchase", "value": 9.99,
+            "currency": "USD", "enriched": True, **fields}
+
+
+def test_a_repeated_result_of_an_event_does_not_count_it_again():
+    once = counted([result_of("e1"), result_of("e2", enriched=False)])
+    assert counted([result_of("e1"), result_of("e2", enriched=False), result_of("e1"), result_of("e2")]) == once
+    assert (once["results"], once["enriched"], once["statuses"], once["tiktok_events"], once["value"]) == (
+        2, 1, {"delivered": 2}, {"Purchase": 2}, {"USD": 19.98})
+
+
+def test_a_replayed_event_counts_once_under_its_latest_result():
+    row = counted([result_of("e1", "failed"), result_of("e2"), result_of("e1")])
+    assert (row["results"], row["statuses"], row["tiktok_events"], row["value"]) == (
+        2, {"delivered": 2}, {"Purchase": 2}, {"USD": 19.98})
+    row = counted([result_of("e1", "dry_run"), result_of("e1", "rejected")])
+    assert (row["results"], row["statuses"], row["tiktok_events"]) == (1, {"rejected": 1}, {})
+
+
+def test_a_row_remembers_a_bounded_window_of_recent_events():
+    row = empty_row("a|2026-11-24|Spring|US|V1")
+    for n in range(RECENT_EVENTS + 10):
+        add_result(row, result_of(f"e{n}"))
+    assert len(orjson.dumps(row)) < 14 * RECENT_EVENTS + 300
+    add_result(row, result_of(f"e{RECENT_EVENTS + 9}"))  # still remembered: not counted again
+    add_result(row, result_of("e0"))  # forgotten: counted again, the limit the README names
+    assert row["results"] == RECENT_EVENTS + 11
 
 
 async def fetch_json(session: aiohttp.ClientSession, url: str):
@@ -78,9 +115,7 @@ async def test_every_replica_serves_the_whole_picture_and_the_page_shows_it(kafk
         assert by_ad["UGC-1"]["statuses"] == {"delivered": 5} and by_ad["UGC-1"]["enriched_share"] == 1.0
         assert await fetch_json(session, urls[0].replace("app1", "other")) == []
 
-        chromium = shutil.which("chromium")
-        if chromium is None:
-            pytest.skip("chromium is not installed (scripts/test installs it where it can)")
+        chromium = required_tool("chromium", "scripts/test installs it where it can")
         page = f"http://analyst:{ANALYTICS_TOKEN}@127.0.0.1:{replicas[1].web_port}/campaigns/page"
         ARTIFACTS.mkdir(exist_ok=True)
         common = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
@@ -101,15 +136,50 @@ async def test_analytics_need_the_token_and_are_off_without_one(worker_env, star
         off = await start_worker(**worker_env)
         base = f"http://127.0.0.1:{on.web_port}"
         for path in ("/campaigns", "/campaigns/page"):
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + "eDp3cm9uZw=="}):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + "eDp3cm9uZw=="},
+                            {"Authorization": "Basic !!!"}, {"Authorization": "Basic eDp3cm9uZw"},
+                            {"Authorization": "Basic"}, {"Authorization": "Bearer"}):
                 async with session.get(base + path, headers=headers) as response:
-                    assert response.status == 401
+                    assert response.status == 401, headers
                     assert ANALYTICS_TOKEN not in await response.text() + str(response.headers)
             async with session.get(base + path, headers=BEARER) as response:
                 assert response.status == 200
+                assert response.headers["Cache-Control"] == "no-store"
+                assert response.headers["X-Content-Type-Options"] == "nosniff"
             async with session.get(f"http://127.0.0.1:{off.web_port}{path}", headers=BEARER) as response:
                 assert response.status == 404
         for path in ("/healthz", "/metrics"):
             async with session.get(base + path) as response:
                 assert response.status == 200
+        for faust_view in ("/router/", "/table/", "/table/campaign_stats/"):  # Faust's own views are off
+            async with session.get(base + faust_view) as response:
+                assert response.status == 404, faust_view
     assert ANALYTICS_TOKEN not in on.output()
+
+
+async def test_repeated_results_count_once_even_after_the_row_changes_hands(kafka: Kafka, worker_env, start_worker):
+    async def campaigns_once(worker, results: int) -> dict:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                rows = await fetch_json(session, f"http://127.0.0.1:{worker.web_port}/campaigns?app=a")
+                if rows and sum(r["statuses"].get("delivered", 0) for r in rows) >= results:
+                    return rows
+                await asyncio.sleep(0.5)
+        raise AssertionError(f"not {results} delivered in time: {rows}")
+
+    first = await start_worker(**worker_env, ANALYTICS_TOKEN=ANALYTICS_TOKEN)
+    today = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    repeat = result_of("e1", finished_at=today)
+    # Results as the stages write them for the analytics: keyed by their campaign row.
+    await kafka.produce("by-campaign", [(row_key(r), r) for r in (
+        repeat, result_of("e2", "failed", finished_at=today), repeat)])
+    await kafka.produce("by-campaign", [(row_key(r), r) for r in [result_of("e3", finished_at=today)]])
+    [row] = await campaigns_once(first, 2)
+    first.kill()  # the row's partition moves to a new replica, which reads the row from its changelog
+    second = await start_worker(**worker_env, ANALYTICS_TOKEN=ANALYTICS_TOKEN)
+    await kafka.produce("by-campaign", [(row_key(r), r) for r in (
+        repeat, result_of("e2", finished_at=today))])  # one more repeat, and e2 replayed
+    [row] = await campaigns_once(second, 3)
+    assert (row["results"], row["statuses"], row["value"]) == (3, {"delivered": 3}, {"USD": 29.97})
+    assert "recent" not in row

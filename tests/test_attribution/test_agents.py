@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.scenario import app_event, apply_integrations, click, iso
-from tests.support import Kafka, WorkerProcess
+from tests.support import NO_TIKTOK, Kafka, WorkerProcess
 
 GRACE = 5
 TOKEN = "tok_attribution_0123456789"
@@ -92,7 +92,7 @@ def outcome(kafka_bootstrap, tmp_path_factory) -> Outcome:
     tmp = tmp_path_factory.mktemp("attribution")
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TOPIC_PREFIX": kafka.prefix,
            "TOPIC_PARTITIONS": "4", "DATA_DIR": str(tmp / "data"), "CLICK_GRACE_SECONDS": str(GRACE),
-           "JOIN_BATCH_LINGER_SECONDS": "0.02"}
+           "JOIN_BATCH_LINGER_SECONDS": "0.02", "TIKTOK_API_URL": NO_TIKTOK}
     return asyncio.run(play(kafka, env, tmp))
 
 

@@ -76,3 +76,22 @@ def test_a_click_past_the_window_does_not_enrich():
     join.on_click(state, click(ts=1000))
     assert join.on_app_event(state, event(offset=1), 1000 + WINDOW, GRACE, WINDOW) == ([], False)
     assert state["waiting"]
+
+
+def test_past_max_waiting_a_further_event_leaves_at_once_without_enrichment():
+    state = join.new_state(0)
+    for i in range(join.MAX_WAITING):
+        assert join.on_app_event(state, event(f"e{i}", offset=i), 2000, GRACE, WINDOW) == ([], False)
+    [out], duplicate = join.on_app_event(state, event("one-too-many", offset=99), 2000, GRACE, WINDOW)
+    assert out["event_id"] == "one-too-many" and out["enriched"] is False and not duplicate
+    assert len(state["waiting"]) == join.MAX_WAITING
+    assert len(join.on_click(state, click())) == join.MAX_WAITING
+
+
+def test_past_max_seen_the_oldest_event_ids_are_forgotten():
+    state = join.new_state(0)
+    join.on_click(state, click())
+    for i in range(join.MAX_SEEN + 5):
+        join.on_app_event(state, event(f"e{i}", offset=i), 2000 + i, GRACE, WINDOW)
+    assert len(state["seen"]) == join.MAX_SEEN
+    assert "a/e0" not in state["seen"] and f"a/e{join.MAX_SEEN + 4}" in state["seen"]

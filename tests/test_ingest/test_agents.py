@@ -1,6 +1,9 @@
 """The real worker reads the input topics, re-keys by ttclid and dead-letters what it cannot use."""
 
 import base64
+import hashlib
+
+import orjson
 
 from tests.support import Kafka
 
@@ -42,3 +45,20 @@ async def test_app_event_without_ttclid_is_skipped_as_unattributed(kafka: Kafka,
     assert result["value"]["status"] == "skipped"
     assert result["value"]["reason"] == "unattributed"
     assert result["value"]["value"] == 4.99
+
+
+async def test_a_record_too_large_to_dead_letter_whole_costs_that_record_alone(kafka: Kafka, start_worker):
+    await start_worker()
+    huge = orjson.dumps({"app_id": "app1", "name": "trial_started", "occurred_at": "2026-11-24T17:00:00Z",
+                         "pad": "x" * 900_000})  # no event_id: a schema violation of ~900 KB
+    after = {"event_id": "e-after", "app_id": "app1", "name": "trial_started", "occurred_at": "2026-11-24T17:00:00Z"}
+    await kafka.produce("app-events", [("same-partition", huge), ("same-partition", after)])
+
+    [letter] = await kafka.consume("dead-letter", 1)
+    assert letter["value"]["reason"] == "schema_violation"
+    assert letter["value"]["value_truncated"] is True and letter["value"]["value_size"] == len(huge)
+    assert letter["value"]["value_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert huge.startswith(base64.b64decode(letter["value"]["value_b64"]))
+    [result] = await kafka.consume("delivery-results", 1)
+    assert result["value"]["event_id"] == "e-after", "the partition goes on after the huge record"
+

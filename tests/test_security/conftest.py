@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_broker import free_port
-from tests.support import Kafka
+from tests.support import NO_TIKTOK, Kafka
 from tests.test_security.certificates import Authority, Issued
 from worker.local_kafka import LocalKafka
 
@@ -101,4 +101,5 @@ def harness(secure_kafka: SecureKafka) -> Kafka:
 @pytest.fixture
 def base_env(harness: Kafka, tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "TOPIC_PREFIX": harness.prefix, "TOPIC_PARTITIONS": "2",
-            "DATA_DIR": str(tmp_path / "data"), "JOIN_BATCH_LINGER_SECONDS": "0.02", "CLICK_GRACE_SECONDS": "3"}
+            "DATA_DIR": str(tmp_path / "data"), "JOIN_BATCH_LINGER_SECONDS": "0.02", "CLICK_GRACE_SECONDS": "3",
+            "TIKTOK_API_URL": NO_TIKTOK}

@@ -42,8 +42,12 @@ def test_values_already_hashed_are_not_hashed_again():
         EXTERNAL_ID_HASH, EMAIL_HASH, PHONE_HASH)
 
 
-def test_uppercase_hex_is_not_mistaken_for_a_hash():
-    assert sha256_hex(EMAIL_HASH.upper()) == hashlib.sha256(EMAIL_HASH.upper().encode()).hexdigest()
+def test_an_upper_case_digest_is_lower_cased_never_hashed_again():
+    for hash_it, digest in [(hashed_email, EMAIL_HASH), (hashed_phone, PHONE_HASH),
+                            (hashed_external_id, EXTERNAL_ID_HASH), (sha256_hex, EMAIL_HASH)]:
+        assert hash_it(digest.upper()) == digest
+    item = event_item(outbox_record(user={"id": EXTERNAL_ID_HASH.upper(), "phone": PHONE_HASH.upper()}))
+    assert (item["user"]["external_id"], item["user"]["phone"]) == (EXTERNAL_ID_HASH, PHONE_HASH)
 
 
 def test_external_id_keeps_its_case_and_email_does_not():

@@ -1,4 +1,5 @@
 import asyncio
+from datetime import datetime, timezone
 
 import orjson
 import pytest
@@ -12,8 +13,9 @@ def tiktok(code, message="", request_id="202611241700000ABC"):
 
 @pytest.mark.parametrize(("code", "outcome"), [
     (0, "delivered"), (20001, "delivered"),
-    (40100, "throttled"), (40132, "throttled"), (40133, "throttled"),
+    (40016, "throttled"), (40100, "throttled"), (40132, "throttled"), (40133, "throttled"),
     (50000, "retry"), (50002, "retry"), (60001, "retry"), (40202, "retry"), (51012, "retry"),
+    (51010, "retry"), (52103, "retry"), (59999, "retry"),
     (40000, "rejected"), (40001, "rejected"), (40002, "rejected"), (40102, "rejected"),
     (40104, "rejected"), (40105, "rejected"), (40118, "rejected"), (40062, "rejected"), (61000, "rejected"),
 ])
@@ -85,3 +87,25 @@ def test_messages_are_cut_to_300_characters_and_never_show_the_access_token():
     assert len(answer.message) == 300
     failure = classify_exception(OSError(f"cannot reach host with {token}"), access_token=token)
     assert token not in failure.message
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("3", 3.0), (" 120 ", 120.0), ("Mon, 30 Nov 2026 02:00:10 GMT", 10.0), ("Mon, 30 Nov 2026 01:59:00 GMT", 0.0),
+    ("soon", None), ("-5", None), ("", None), (None, None),
+])
+def test_retry_after_is_read_in_seconds_or_as_an_http_date(header, seconds):
+    now = datetime(2026, 11, 30, 2, 0, 0, tzinfo=timezone.utc)
+    answer = classify(429, b"Too Many Requests", retry_after=header, now=now)
+    assert (answer.outcome, answer.retry_after) == ("retry", seconds)
+    assert classify(503, b"", retry_after=header, now=now).retry_after == seconds
+
+
+def test_a_delivered_answer_asks_for_no_wait():
+    assert classify(200, tiktok(0), retry_after="30").retry_after is None
+
+
+@pytest.mark.parametrize(("code", "label"), [(0, "0"), (40016, "40016"), (51012, "51012"), (51010, "other"),
+                                             (123456789, "other"), (None, "none")])
+def test_the_code_as_a_metric_label_is_bounded_to_documented_codes(code, label):
+    body = tiktok(code) if code is not None else b"<html>proxy</html>"
+    assert classify(200, body).code_label == label

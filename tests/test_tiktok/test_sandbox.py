@@ -138,6 +138,19 @@ async def test_throttling_for_a_count_of_requests_then_ok(sandbox, http):
     assert [event["event_id"] for event in sandbox.state.events()] == ["e2"]
 
 
+async def test_it_answers_as_a_proxy_would_with_a_429_and_its_retry_after_or_an_html_page(sandbox, http):
+    sandbox.state.fail("http429", count=1, retry_after=7)
+    async with http.post(sandbox.url, data=orjson.dumps(body_of("e1")),
+                         headers={"Access-Token": TOKEN, "Content-Type": "application/json"}) as response:
+        answer = classify(response.status, await response.read(), retry_after=response.headers.get("Retry-After"))
+    assert (answer.outcome, answer.http_status, answer.retry_after) == ("retry", 429, 7.0)
+    sandbox.state.fail("not_json", count=1)
+    answer = await post(http, sandbox.url, body_of("e2"))
+    assert (answer.outcome, answer.http_status, answer.code) == ("retry", 200, None)
+    assert "Service Unavailable" in answer.message
+    assert sandbox.state.received == []
+
+
 async def test_reject_item_names_the_index_of_that_event_id_wherever_it_is(sandbox, http):
     sandbox.state.fail("reject_item", event_id="bad")
     answer = await post(http, sandbox.url, body_of("e0", "e1", "e2", "bad", "e4"))
@@ -177,6 +190,10 @@ async def test_it_is_steered_over_http_for_tests_in_another_process(sandbox, htt
     assert (sandbox.state.qps, sandbox.state.revoked_tokens) == (None, {"revoked-token"})
     status, text = await order("/_sandbox/fail", {"mode": "explode"})
     assert status == 400 and "mode must be one of" in text
+    assert (await order("/_sandbox/fail", {"mode": "throttle", "code": 40016, "count": 1}))[0] == 200
+    assert (await post(http, sandbox.url, body_of("e4"))).code == 40016
+    status, text = await order("/_sandbox/fail", {"mode": "http500", "retry_after": 3})
+    assert status == 400 and "retry_after" in text
 
 
 async def test_a_hanging_request_outlasts_the_client_and_stopping_releases_it(http):

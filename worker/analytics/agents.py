@@ -11,31 +11,16 @@ from __future__ import annotations
 import orjson
 from aiokafka import ConsumerRecord
 
-from worker.analytics.stats import add_result, empty_row, row_key
+from worker.analytics.stats import add_result, empty_row, without_recent
 from worker.app import app, settings
 from worker.follow import TopicFollower
-from worker.offsets import uncommitted_on_failure
-from worker.produce import Sends
 from worker.topics import TopicNames
 
 topics = TopicNames.of(settings)
-results = app.topic(topics.delivery_results, key_type=bytes, value_type=bytes,
-                    key_serializer="raw", value_serializer="raw")
 by_campaign = app.topic(topics.by_campaign, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")
 campaign_stats = app.Table("campaign_stats", partitions=settings.topic_partitions, key_type=bytes,
                            value_type=bytes)
-
-
-@app.agent(results)
-async def rekey_results(stream) -> None:
-    """Results are keyed by event id; the table is keyed by campaign row, so they are re-keyed first."""
-    sends = Sends(app)
-    async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
-        with uncommitted_on_failure(batch):
-            for event in batch:
-                await sends.send(topics.by_campaign, row_key(orjson.loads(event.message.value)), event.message.value)
-            await sends.flush()
 
 
 @app.agent(by_campaign)
@@ -54,8 +39,8 @@ class CampaignRows(TopicFollower):
     def apply(self, message: ConsumerRecord) -> None:
         if message.value is None:
             self.rows.pop(message.key, None)
-        else:
-            self.rows[message.key] = orjson.loads(message.value)
+        else:  # what the row remembers of recent events is for counting, not for showing
+            self.rows[message.key] = without_recent(orjson.loads(message.value))
 
 
 campaign_rows = app.service(CampaignRows())

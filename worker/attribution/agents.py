@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Iterable
 import faust
 import orjson
 
-from worker.app import app, settings
+from worker.app import app, settings, survives
 from worker.attribution import join
 from worker.integrations.config import outbox_record
 from worker.metrics import STAGE_SECONDS
@@ -47,21 +47,40 @@ table_settled = asyncio.Event()
 waiting_deadlines: dict[bytes, float] = {}
 
 
+def table_writable() -> bool:
+    """Whether this replica may read and write the table now: it is settled, and no rebalance (which
+    Faust flags the moment it begins, before any of our handlers runs) or shutdown has begun since.
+    Faust calls our settle handler before it checks that its rebuild is still current, so a rebuild
+    that another rebalance overtook can settle the table in the middle of the next one's rebuild."""
+    return table_settled.is_set() and not app.rebalancing and not app.should_stop
+
+
 @contextlib.asynccontextmanager
 async def table_turn() -> AsyncIterator[None]:
-    """The timers' turn: they wait for the table to settle."""
+    """The timers' turn: they wait for the table to be writable."""
     while True:
         await table_settled.wait()
         async with state_lock:
-            if table_settled.is_set():
+            if table_writable():
                 yield
                 return
+        await asyncio.sleep(0.1)
 
 
 @app.on_partitions_revoked.connect
-async def unsettle_table(app: faust.App, revoked: set, **kwargs) -> None:
+async def unsettle_on_revoke(app: faust.App, revoked: set, **kwargs) -> None:
+    await unsettle_table()
+
+
+@app.on_before_shutdown.connect
+async def unsettle_on_shutdown(app: faust.App, **kwargs) -> None:
+    # Before the consumer leaves the group: once it has, the partitions' next owner may rebuild them.
+    await unsettle_table()
+
+
+async def unsettle_table() -> None:
     table_settled.clear()
-    async with state_lock:  # the batch under way finishes its writes before the rebuild starts
+    async with state_lock:  # the batch under way finishes its writes before anyone rebuilds the table
         pass
 
 
@@ -76,7 +95,7 @@ async def attribute(stream: faust.StreamT) -> None:
                 # rebuild reads the changelog through. Events read before or during a rebalance are
                 # left to their partition's next reader instead: another replica, or this one after
                 # the rebuild, from the committed offset.
-                owned = owned_partitions() if table_settled.is_set() else set()
+                owned = owned_partitions() if table_writable() else set()
                 never_commit([event for event in batch if event.message.partition not in owned])
                 await join_batch([event for event in batch if event.message.partition in owned], sends)
 
@@ -90,15 +109,21 @@ async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
         message = event.message
         key = message.key
         state = changed.get(key) or load_state(key, message.partition)
-        item = orjson.loads(message.value)
-        if "click" in item:
-            released += join.on_click(state, item["click"])
-        else:
-            out, duplicate = join.on_app_event(state, item["app_event"], now,
-                                               settings.click_grace_s, settings.attribution_window_s)
-            released += out
-            if duplicate:
-                duplicates.append(item["app_event"])
+        before = orjson.dumps(state)
+        try:
+            item = orjson.loads(message.value)
+            if "click" in item:
+                released += join.on_click(state, item["click"])
+            else:
+                out, duplicate = join.on_app_event(state, item["app_event"], now,
+                                                   settings.click_grace_s, settings.attribution_window_s)
+                released += out
+                if duplicate:
+                    duplicates.append(item["app_event"])
+        except Exception as exc:  # a record this code cannot handle costs that record alone
+            log.exception("unexpected error joining %s[%s]@%s", message.topic, message.partition, message.offset)
+            await sends.send_dead_letter(topics.dead_letter, message, "internal_error", f"{type(exc).__name__}: {exc}")
+            state = orjson.loads(before)
         changed[key] = state
     await emit(released, duplicates, sends)
     await store(changed.items(), sends)
@@ -121,9 +146,9 @@ async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]],
         if reason is None:
             await sends.send_json(topics.outbox, record["pixel_id"], {**record, "joined_ms": now_ms})
         else:
-            await sends.send_result(topics.delivery_results, final_result(record, "skipped", reason))
+            await sends.send_result(topics, final_result(record, "skipped", reason))
     for event in duplicates:
-        await sends.send_result(topics.delivery_results, final_result({**event, "enriched": False}, "skipped", "duplicate"))
+        await sends.send_result(topics, final_result({**event, "enriched": False}, "skipped", "duplicate"))
     await sends.flush()
 
 
@@ -153,6 +178,7 @@ def owned_partitions() -> set[int]:
 
 
 @app.timer(interval=1.0)
+@survives
 async def release_after_grace() -> None:
     """App events whose click did not come within the grace period leave without enrichment."""
     now = time.time()
@@ -162,6 +188,7 @@ async def release_after_grace() -> None:
 
 
 @app.timer(interval=min(60.0, settings.attribution_window_s / 4))
+@survives
 async def expire_state() -> None:
     """Forget clicks past the attribution window and event ids past TikTok's dedup window."""
     keys = list(ttclids.data.keys())

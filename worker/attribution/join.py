@@ -11,6 +11,11 @@ from typing import Any
 
 # TikTok deduplicates (pixel, event_id, event) for 48 hours; we never send an event id twice within it.
 DEDUP_WINDOW_S = 48 * 3600
+# What one ttclid may hold, so that its state always fits a Kafka record (1 MB) with events of at most
+# `worker.ingest.records.MAX_EVENT_BYTES`: past MAX_WAITING a further app event leaves at once without
+# enrichment; past MAX_SEEN the oldest event ids are forgotten (their dedup ends early).
+MAX_WAITING = 20
+MAX_SEEN = 1000
 CLICK_CONTEXT = ("ttp", "ip", "user_agent", "locale", "url", "referrer", "campaign_name", "adset_name", "ad_name")
 
 State = dict[str, Any]
@@ -55,12 +60,17 @@ def on_app_event(state: State, event: dict[str, Any], now: float,
     if seen is not None and now - seen[0] < DEDUP_WINDOW_S:
         return [], True
     state["seen"][key] = [now, source]
+    while len(state["seen"]) > MAX_SEEN:
+        del state["seen"][next(iter(state["seen"]))]
     if state["click"] is not None and state["click"]["occurred_ts"] + attribution_window_s <= now:
         state["click"] = None
     if state["click"] is not None:
         return [joined(event, state["click"])], False
-    if not any(w["event_id"] == event["event_id"] and w["app_id"] == event["app_id"] for w in state["waiting"]):
-        state["waiting"].append({**event, "wait_until": now + grace_s})
+    if any(w["event_id"] == event["event_id"] and w["app_id"] == event["app_id"] for w in state["waiting"]):
+        return [], False
+    if len(state["waiting"]) >= MAX_WAITING:
+        return [joined(event, None)], False
+    state["waiting"].append({**event, "wait_until": now + grace_s})
     return [], False
 
 

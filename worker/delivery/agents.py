@@ -27,16 +27,17 @@ from worker.app import app, settings
 from worker.delivery.acks import InOrderAcks
 from worker.delivery.replay import kept_for_replay, replayable
 from worker.delivery.sink import Final, Parked, TikTokSink
-from worker.ingest.records import dead_letter
+from worker.analytics.stats import row_key
+from worker.dead_letters import dead_letter
 from worker.integrations.catalog import catalog
 from worker.kafka_security import client_options
-from worker.metrics import RESULTS, STAGE_SECONDS
+from worker.metrics import DEAD_LETTERS, INTERNAL_ERRORS, RESULTS, STAGE_SECONDS
 from worker.results import utc_now_iso
 from worker.topics import TopicNames
 
 log = logging.getLogger(__name__)
 topics = TopicNames.of(settings)
-GROUP = f"{settings.app_id}-delivery"
+GROUP = settings.group_of("delivery")
 COMMIT_INTERVAL_S = 1.0
 # What one request may still take once sent, and its outcome's write: the bound of a hand-over.
 HAND_OVER_S = settings.request_timeout_s + 5
@@ -126,6 +127,8 @@ class OutboxDelivery(mode.Service):
         except Exception as exc:  # one unreadable record costs that record alone
             log.exception("delivery: %s[%s] offset %s is unusable; dead-lettered", tp.topic, tp.partition,
                           record.offset)
+            INTERNAL_ERRORS.labels("delivery").inc()
+            DEAD_LETTERS.labels("internal_error").inc()
             entry = self.acks.track(tp, record.offset)
             await self.send_all([(topics.dead_letter, record.key, dead_letter(
                 "internal_error", f"{type(exc).__name__}: {exc}"[:500], tp.topic, tp.partition, record.offset,
@@ -146,6 +149,7 @@ class OutboxDelivery(mode.Service):
         records = []
         for ticket, result in finals:
             records.append((topics.delivery_results, result["event_id"], result))
+            records.append((topics.by_campaign, row_key(result), result))  # re-keyed for the analytics table
             if replayable(result):
                 records.append((topics.dead_letter, result["event_id"], kept_for_replay(ticket, result)))
         for ticket, due in parked:

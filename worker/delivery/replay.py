@@ -1,12 +1,16 @@
 """Replay: events that ended `failed`, or `rejected` for a reason a fixed integration cures, are
 kept on the dead-letter topic with their whole outbox record; `python -m worker replay` sends
-them through the outbox again, and each gets a new final result (the old one stays as history)."""
+them through the outbox again, and each gets a new final result (the old one stays as history).
+
+A run sends each event at most once (its latest dead letter), under the integration as it is now
+(pixel, enabled, event names, test code), marked with `replayed_at` in the outbox record and
+`replayed: true` in its new result."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -14,7 +18,11 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from worker.attribution.join import DEDUP_WINDOW_S
+from worker.integrations.cli import read_all
+from worker.integrations.config import Integration, InvalidIntegration, outbox_record, parse_integration
+from worker.integrations.tokens import decrypt_token, token_keys
 from worker.kafka_security import client_options
+from worker.results import utc_now_iso
 from worker.settings import Settings
 from worker.topics import TopicNames, records_to_end
 
@@ -34,14 +42,40 @@ def kept_for_replay(ticket: Any, result: dict[str, Any]) -> dict[str, Any]:
             "outbox_record": ticket.record}
 
 
-def refusal(record: dict[str, Any], now: float, max_age_s: float) -> str | None:
-    """Why an event should not be sent again, or None."""
+def refusal(record: dict[str, Any], now: float, max_age_s: float, force: bool) -> str | None:
+    """Why an event should not be sent again, or None. `force` passes the dedup window, never the maximum
+    age: the worker fails such an event as `expired` without sending it."""
     age = now - record["occurred_ts"]
     if age > max_age_s:
-        return f"older than the maximum event age ({age / 86400:.1f} days)"
-    if age > DEDUP_WINDOW_S:
-        return "past TikTok's 48-hour dedup window: a copy TikTok already has would count twice"
+        return (f"older than the maximum event age ({age / 86400:.1f} > {max_age_s / 86400:g} days): "
+                "the worker would expire it unsent, --force or not")
+    if age > DEDUP_WINDOW_S and not force:
+        return "past TikTok's 48-hour dedup window: a copy TikTok already has would count twice (--force sends it)"
     return None
+
+
+def as_now(record: dict[str, Any], integrations: dict[str, Integration | None]) -> tuple[dict | None, str | None]:
+    """The outbox record under the app's integration as it is now, or None and why it is not sent."""
+    if record["app_id"] not in integrations:
+        return None, "no integration for the app now (no_integration)"
+    integration = integrations[record["app_id"]]
+    if integration is None:
+        return None, "the app's integration is unusable now (integration_invalid)"
+    joined = {name: value for name, value in record.items() if name != "tiktok_event"}
+    now_record, skip_reason = outbox_record(joined, integration)
+    if skip_reason:
+        return None, f"not sent under the integration as it is now ({skip_reason})"
+    return now_record, None
+
+
+def latest_per_event(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event once, by its latest dead letter (a replay that failed again leaves another), oldest first."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for dead in kept:
+        event = (dead["app_id"], dead["event_id"])
+        if event not in latest or dead["finished_at"] > latest[event]["finished_at"]:
+            latest[event] = dead
+    return sorted(latest.values(), key=lambda dead: dead["finished_at"])
 
 
 def selected(kept: dict[str, Any], apps: tuple[str, ...], reasons: tuple[str, ...],
@@ -61,6 +95,18 @@ async def read_kept(settings: Settings) -> list[dict[str, Any]]:
     return kept
 
 
+async def integrations_now(settings: Settings) -> dict[str, Integration | None]:
+    """app_id -> its integration as the worker sees it now (None: present but unusable)."""
+    keys = token_keys(settings)
+    integrations: dict[str, Integration | None] = {}
+    for app_id, raw in (await read_all(settings)).items():
+        try:
+            integrations[app_id] = parse_integration(decrypt_token(orjson.loads(raw), keys))
+        except (orjson.JSONDecodeError, InvalidIntegration):
+            integrations[app_id] = None
+    return integrations
+
+
 async def resend(settings: Settings, records: list[dict[str, Any]]) -> None:
     producer = AIOKafkaProducer(**client_options(settings), acks="all")
     await producer.start()
@@ -69,7 +115,7 @@ async def resend(settings: Settings, records: list[dict[str, Any]]) -> None:
         with click.progressbar(records, label="replaying") as bar:
             for record in bar:
                 now_ms = time.time() * 1000
-                replayed = {**record, "read_ms": now_ms, "joined_ms": now_ms}
+                replayed = {**record, "read_ms": now_ms, "joined_ms": now_ms, "replayed_at": utc_now_iso()}
                 await producer.send_and_wait(outbox, orjson.dumps(replayed), key=record["pixel_id"].encode())
     finally:
         await producer.stop()
@@ -81,21 +127,24 @@ async def resend(settings: Settings, records: list[dict[str, Any]]) -> None:
 @click.option("--since", type=click.DateTime(), help="Only events that ended at or after this UTC time.")
 @click.option("--until", type=click.DateTime(), help="Only events that ended at or before this UTC time.")
 @click.option("--dry-run", is_flag=True, help="Show what would be sent again, send nothing.")
-@click.option("--force", is_flag=True, help="Also send events past the dedup window or the maximum age.")
+@click.option("--force", is_flag=True,
+              help="Also send events past TikTok's 48-hour dedup window (never past the maximum event age).")
 def replay_cli(apps, reasons, since, until, dry_run, force) -> None:
     """Send failed events (and rejections a fixed integration cures) through the outbox again."""
     settings = Settings.from_env()
-    utc = datetime.now().astimezone().tzinfo
-    since, until = (None if t is None else t.replace(tzinfo=t.tzinfo or utc) for t in (since, until))
-    chosen = [k for k in asyncio.run(read_kept(settings)) if selected(k, apps, reasons, since, until)]
+    since, until = (None if t is None else t.replace(tzinfo=timezone.utc) for t in (since, until))
+    kept = asyncio.run(read_kept(settings))
+    integrations = asyncio.run(integrations_now(settings))
+    chosen = latest_per_event([k for k in kept if selected(k, apps, reasons, since, until)])
     now = time.time()
     to_send = []
-    for kept in chosen:
-        why_not = None if force else refusal(kept["outbox_record"], now, settings.max_event_age_s)
+    for dead in chosen:
+        record, why_not = as_now(dead["outbox_record"], integrations)
+        why_not = why_not or refusal(dead["outbox_record"], now, settings.max_event_age_s, force)
         mark = "refused: " + why_not if why_not else ("would send" if dry_run else "send")
-        click.echo(f"{kept['event_id']}  {kept['app_id']}  {kept['reason']}  ended {kept['finished_at']}  {mark}")
+        click.echo(f"{dead['event_id']}  {dead['app_id']}  {dead['reason']}  ended {dead['finished_at']}  {mark}")
         if why_not is None:
-            to_send.append(kept["outbox_record"])
+            to_send.append(record)
     click.echo(f"{len(to_send)} of {len(chosen)} selected events {'would be ' if dry_run else ''}sent again")
     if to_send and not dry_run:
         asyncio.run(resend(settings, to_send))

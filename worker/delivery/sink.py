@@ -267,7 +267,8 @@ class TikTokSink:
             async with self.session.post(
                     self.settings.tiktok_api_url, data=orjson.dumps(body),
                     headers={"Access-Token": token, "Content-Type": "application/json"}) as response:
-                answer = classify(response.status, await response.read(), access_token=token)
+                answer = classify(response.status, await response.read(), access_token=token,
+                                  retry_after=response.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             answer = classify_exception(exc, access_token=token)
         finally:
@@ -276,7 +277,7 @@ class TikTokSink:
         REQUEST_SECONDS.observe(elapsed)
         STAGE_SECONDS.labels("tiktok_request").observe(elapsed)
         EVENTS_PER_REQUEST.observe(len(tickets))
-        TIKTOK_REQUESTS.labels(str(answer.http_status or "none"), str(answer.code if answer.code is not None else "none")).inc()
+        TIKTOK_REQUESTS.labels(str(answer.http_status or "none"), answer.code_label).inc()
         if answer.outcome == "delivered":
             pace.throttle_streak = 0
             PIXEL_PAUSED.labels(tickets[0].record["pixel_id"]).set(0)
@@ -297,13 +298,15 @@ class TikTokSink:
             log.warning("pixel %s throttled by TikTok (code %s): pausing %.1f s",
                         tickets[0].record["pixel_id"], answer.code, pause,
                         extra={"pixel_id": tickets[0].record["pixel_id"]})
+        if answer.retry_after:  # the server said when: the pixel waits that long, and so do its events
+            pace.paused_until = max(pace.paused_until, now + answer.retry_after)
         finals = []
         for ticket in tickets:
             if (ticket.attempts >= self.settings.retry_max_attempts
                     or time.time() - ticket.first_attempt >= self.settings.retry_max_s):
                 finals.append((ticket, self.result(ticket, "failed", "retries_exhausted", answer)))
             else:
-                self.requeue(ticket, now + self.backoff(ticket.attempts))
+                self.requeue(ticket, now + max(self.backoff(ticket.attempts), answer.retry_after or 0.0))
         return finals
 
     def backoff(self, attempts: int) -> float:

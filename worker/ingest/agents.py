@@ -1,44 +1,41 @@
-"""Stage 1, Faust edge: read clicks and app events, dead-letter what is unusable, re-key the rest by ttclid."""
+"""Stage 1, Kafka edge: read clicks and app events in batches, dead-letter what is unusable, re-key the
+rest by ttclid. A consumer group of its own (`worker/consumer_group.py`), not a Faust agent: the
+stage keeps no table, so its records need not pay for Faust's consumer loop."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 
-import faust
+from aiokafka import ConsumerRecord
 
 from worker.app import app, settings
-from worker.ingest.records import InvalidRecord, dead_letter, parse_app_event, parse_click
-from worker.metrics import DEAD_LETTERS, RECORDS_READ
-from worker.offsets import uncommitted_on_failure
+from worker.consumer_group import Batch, BatchStage
+from worker.ingest.records import InvalidRecord, parse_app_event, parse_click
+from worker.metrics import RECORDS_READ
 from worker.produce import Sends
-from worker.results import final_result, utc_now_iso
+from worker.results import final_result
 from worker.topics import TopicNames
 
 log = logging.getLogger(__name__)
 topics = TopicNames.of(settings)
 
-inputs = app.topic(topics.clicks, topics.app_events, key_type=bytes, value_type=bytes,
-                   key_serializer="raw", value_serializer="raw")
-# (topic, partition) -> the last offset read, for the consumer-lag gauge.
-read_offsets: dict[tuple[str, int], int] = {}
+
+class Ingest(BatchStage):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(settings, "ingest", [topics.clicks, topics.app_events], **kwargs)
+
+    async def process(self, batch: Batch) -> None:
+        sends = Sends(app)
+        for tp, records in batch.items():
+            for record in records:
+                await route(record, sends)
+        await sends.flush()
+        for tp, records in batch.items():
+            RECORDS_READ.labels(tp.topic.removeprefix(settings.topic_prefix)).inc(len(records))
 
 
-@app.agent(inputs)
-async def ingest(stream: faust.StreamT) -> None:
-    sends = Sends(app)
-    async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
-        with uncommitted_on_failure(batch):
-            for event in batch:
-                await route(event.message, sends)
-                read_offsets[event.message.topic, event.message.partition] = event.message.offset
-            await sends.flush()
-        for topic, count in Counter(event.message.topic for event in batch).items():
-            RECORDS_READ.labels(topic.removeprefix(settings.topic_prefix)).inc(count)
-
-
-async def route(message: faust.types.Message, sends: Sends) -> None:
+async def route(message: ConsumerRecord, sends: Sends) -> None:
     read_ms = time.time() * 1000
     try:
         if message.topic == topics.clicks:
@@ -52,7 +49,7 @@ async def route(message: faust.types.Message, sends: Sends) -> None:
         if "ttclid" in event:
             await sends.send_json(topics.by_ttclid, event["ttclid"], {"app_event": event})
         else:
-            await sends.send_result(topics.delivery_results, final_result(event, "skipped", "unattributed"))
+            await sends.send_result(topics, final_result(event, "skipped", "unattributed"))
     except InvalidRecord as exc:
         reason, detail = exc.reason, exc.detail
     except Exception as exc:  # a bug must not skip the record silently: it goes to the dead letters too
@@ -60,6 +57,7 @@ async def route(message: faust.types.Message, sends: Sends) -> None:
         reason, detail = "internal_error", f"{type(exc).__name__}: {exc}"
     else:
         return
-    DEAD_LETTERS.labels(reason).inc()
-    await sends.send_json(topics.dead_letter, message.key, dead_letter(
-        reason, detail, message.topic, message.partition, message.offset, message.key, message.value, utc_now_iso()))
+    await sends.send_dead_letter(topics.dead_letter, message, reason, detail)
+
+
+ingest = app.service(Ingest())

@@ -6,7 +6,6 @@ and a human-readable detail; the agent sends it to the dead-letter topic.
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,10 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 URL_FIELDS = ("ttclid", "campaign_name", "adset_name", "ad_name")
 CLICK_CONTEXT = ("ttp", "ip", "user_agent", "referrer", "locale")
 MAX_DETAIL = 300
+# A click or app event is kept in the join state until it is joined: one that needs more than this once
+# parsed is dead-lettered as `too_large` (real ones take well under 2 KiB).
+MAX_EVENT_BYTES = 16 * 1024
+USER_FIELDS = ("id", "email", "phone")
 
 
 class InvalidRecord(ValueError):
@@ -92,7 +95,7 @@ def parse_click(raw: bytes | None) -> dict[str, Any]:
     for name in CLICK_CONTEXT:
         if name in value:
             click[name] = value[name]
-    return click
+    return within_bounds(click, raw, "click")
 
 
 def parse_app_event(raw: bytes | None) -> dict[str, Any]:
@@ -105,24 +108,19 @@ def parse_app_event(raw: bytes | None) -> dict[str, Any]:
         "occurred_at": value["occurred_at"],
         "occurred_ts": parse_timestamp(value["occurred_at"], "occurred_at"),
     }
-    for name in ("ttclid", "user", "value", "currency", "product_id"):
-        if value.get(name) not in (None, "", {}):
+    for name in ("ttclid", "value", "currency", "product_id"):
+        if value.get(name) not in (None, ""):
             event[name] = value[name]
+    user = {name: value["user"][name] for name in USER_FIELDS if value.get("user", {}).get(name)}
+    if user:
+        event["user"] = user
     if "currency" in event:
         event["currency"] = event["currency"].upper()
-    return event
+    return within_bounds(event, raw, "app event")
 
 
-def dead_letter(reason: str, detail: str, topic: str, partition: int, offset: int,
-                key: bytes | None, raw: bytes | None, at: str) -> dict[str, Any]:
-    """The dead-letter record: why, where from, and the original key and value bytes (base64)."""
-    return {
-        "reason": reason,
-        "error": detail,
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "key_b64": None if key is None else base64.b64encode(key).decode(),
-        "value_b64": None if raw is None else base64.b64encode(raw).decode(),
-        "dead_lettered_at": at,
-    }
+def within_bounds(parsed: dict[str, Any], raw: bytes, kind: str) -> dict[str, Any]:
+    """What is kept of a record is at most MAX_EVENT_BYTES (measured only when the record is larger)."""
+    if len(raw) > MAX_EVENT_BYTES and (size := len(orjson.dumps(parsed))) > MAX_EVENT_BYTES:
+        raise InvalidRecord("too_large", f"the {kind} takes {size} bytes once parsed; at most {MAX_EVENT_BYTES}")
+    return parsed

@@ -13,9 +13,9 @@ import logging
 import orjson
 from aiokafka import ConsumerRecord
 
-from worker.app import app, settings
+from worker.app import app, settings, survives
 from worker.follow import TopicFollower
-from worker.ingest.records import dead_letter
+from worker.dead_letters import dead_letter
 from worker.integrations.config import Integration, InvalidIntegration, parse_integration
 from worker.integrations.tokens import UndecryptableToken, decrypt_token, token_keys
 from worker.produce import Sends
@@ -63,6 +63,7 @@ catalog = app.service(IntegrationCatalog())
 
 
 @app.timer(interval=1.0)
+@survives
 async def report_undecryptable() -> None:
     """Every replica reads every integration, and logs what it cannot decrypt; only the group's
     leader writes the dead letters, so an undecryptable record gets one, not one per replica."""

@@ -31,7 +31,7 @@ def apply(file: Path) -> None:
     try:
         loaded = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
-        raise click.ClickException(f"{file}: not YAML or JSON: {exc}") from None
+        raise click.ClickException(f"{file}: not YAML or JSON{syntax_error_position(exc)}") from None
     records = loaded if isinstance(loaded, list) else [loaded]
     problems = []
     for index, record in enumerate(records):
@@ -50,6 +50,15 @@ def apply(file: Path) -> None:
     asyncio.run(publish(settings, [(r["app_id"], orjson.dumps(r)) for r in records]))
     for record in records:
         click.echo(f"applied {record['app_id']} (pixel {record['pixel_id']})")
+
+
+def syntax_error_position(exc: yaml.YAMLError) -> str:
+    """Where the file is broken, never the text there: the offending line may hold an access token."""
+    marks = [mark for mark in (getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)) if mark]
+    where = [f"line {mark.line + 1}, column {mark.column + 1}" for mark in marks]
+    if not where:
+        return ""
+    return f" (syntax error at {where[0]}" + (f", in what begins at {where[1]})" if len(where) > 1 else ")")
 
 
 @integrations_cli.command("remove")

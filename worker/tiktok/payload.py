@@ -9,14 +9,15 @@ from typing import Any
 import phonenumbers
 
 MAX_EVENTS_PER_REQUEST = 1000
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Any case: an upper-case hex digest is still a digest (TikTok wants it lower-case, never hashed again).
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 CLICK_CONTEXT = ("ttclid", "ttp", "ip", "user_agent", "locale")
 
 
 def sha256_hex(value: str) -> str:
-    """SHA-256 as lowercase hex; a value that already is such a digest is taken as hashed."""
+    """SHA-256 as lowercase hex; a value that already is a hex digest is taken as hashed and lower-cased."""
     if SHA256_HEX.fullmatch(value):
-        return value
+        return value.lower()
     return hashlib.sha256(value.encode()).hexdigest()
 
 
@@ -31,7 +32,7 @@ def hashed_phone(raw: str | None) -> str | None:
     if not phone:
         return None
     if SHA256_HEX.fullmatch(phone):
-        return phone
+        return phone.lower()
     try:
         number = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:

@@ -6,6 +6,7 @@ misbehave, from Python (`Sandbox.state`) or over HTTP for tests in another proce
 
     python -m worker.tiktok.sandbox --port 8787
     POST /_sandbox/fail   {"mode": "throttle", "count": 2} | {"mode": "http500", "pixel_id": "P1"} | {"qps": 5}
+                          {"mode": "error", "error_code": 51010} | {"mode": "http429", "retry_after": 3}
                           | {"revoke": "<token>"}
     GET  /_sandbox/received
     POST /_sandbox/reset
@@ -31,11 +32,15 @@ from worker.tiktok.validation import request_problem
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 HANG_SECONDS = 3600
-FAILURE_MODES = ("ok", "throttle", "error", "http500", "http503", "hang", "reject_item")
-THROTTLE_CODES = (40100, 40132, 40133)
-CONTROL_KEYS = frozenset({"mode", "count", "code", "error_code", "event_id", "pixel_id", "qps", "revoke"})
+FAILURE_MODES = ("ok", "throttle", "error", "http500", "http503", "http429", "not_json", "hang", "reject_item")
+THROTTLE_CODES = (40016, 40100, 40132, 40133)
+CONTROL_KEYS = frozenset({"mode", "count", "code", "error_code", "event_id", "retry_after", "pixel_id", "qps",
+                          "revoke"})
+# What a proxy in front of TikTok answers when it, not TikTok, is in trouble.
+PROXY_ERROR_PAGE = "<html><head><title>Service Unavailable</title></head><body>Try again later.</body></html>"
 MESSAGES = {
     0: "OK",
+    40016: "Requests made too frequently.",
     40100: "Too many requests. Please retry in some time.",
     40104: "Access token is null, you should set it in http header with key Access-Token.",
     40105: "Access token is incorrect or has been revoked.",
@@ -58,6 +63,7 @@ class Failure:
     remaining: int | None
     code: int | None
     event_id: str | None = None
+    retry_after: int | None = None
     pixel_id: str | None = None
 
     def item_index(self, events: list[dict[str, Any]]) -> int | None:
@@ -81,7 +87,8 @@ class SandboxState:
         self.let_through: dict[str, deque[float]] = defaultdict(deque)
 
     def fail(self, mode: str, count: int | None = None, code: int | None = None,
-             error_code: int | None = None, event_id: str | None = None, pixel_id: str | None = None) -> None:
+             error_code: int | None = None, event_id: str | None = None, retry_after: int | None = None,
+             pixel_id: str | None = None) -> None:
         """Misbehave on the next `count` requests (reject_item: those carrying `event_id`; with `pixel_id`:
         that pixel's), or until changed."""
         if mode not in FAILURE_MODES:
@@ -94,8 +101,11 @@ class SandboxState:
             raise ValueError(f"error_code must be an integer, not {error_code!r}")
         if mode == "reject_item" and not isinstance(event_id, str):
             raise ValueError("reject_item needs the event_id of the event to reject")
+        if retry_after is not None and (mode != "http429" or type(retry_after) is not int or retry_after < 0):
+            raise ValueError(f"retry_after is whole seconds for http429, not {retry_after!r}")
         answered_code = {"throttle": code or 40100, "error": 50000 if error_code is None else error_code}
-        self.failure = None if mode == "ok" else Failure(mode, count, answered_code.get(mode), event_id, pixel_id)
+        self.failure = None if mode == "ok" else Failure(mode, count, answered_code.get(mode), event_id, retry_after,
+                                                         pixel_id)
 
     def limit_qps(self, qps: int | None) -> None:
         """Answer 40100 to requests beyond `qps` a second for one pixel; None lifts the limit."""
@@ -195,6 +205,11 @@ async def misbehave(state: SandboxState, failure: Failure, events: list[dict[str
         return web.Response(status=500, text="500 Internal Server Error")
     if failure.mode == "http503":
         return web.Response(status=503, text="503 Service Unavailable")
+    if failure.mode == "http429":
+        headers = {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
+        return web.Response(status=429, text="429 Too Many Requests", headers=headers)
+    if failure.mode == "not_json":
+        return web.Response(status=200, text=PROXY_ERROR_PAGE, content_type="text/html")
     if failure.mode == "hang":
         # Outlasts any client timeout; shutting the sandbox down releases it.
         with contextlib.suppress(TimeoutError):
@@ -213,7 +228,7 @@ async def control_fail(request: web.Request) -> web.Response:
             raise ValueError(f"expected an object of {', '.join(sorted(CONTROL_KEYS))}, not {orders!r}")
         if "mode" in orders:
             state.fail(orders["mode"], orders.get("count"), orders.get("code"), orders.get("error_code"),
-                       orders.get("event_id"), orders.get("pixel_id"))
+                       orders.get("event_id"), orders.get("retry_after"), orders.get("pixel_id"))
         if "qps" in orders:
             state.limit_qps(orders["qps"])
         if "revoke" in orders:

@@ -18,7 +18,7 @@ STAGES = [
     ("  of which parse + JSON Schema validation", ("parse_click (worker/ingest", "parse_app_event (worker/ingest")),
     ("attribute agent (join, table, outbox)", ("attribute (worker/attribution/agents.py",)),
     ("  of which table + changelog writes (`store`)", ("store (worker/attribution/agents.py",)),
-    ("deliver agent + TikTok sink + results", ("deliver (worker/delivery/", "TikTokSink.", "write_results (worker/")),
+    ("delivery consumer + TikTok sink + results", ("OutboxDelivery.", "TikTokSink.")),
     ("textbook agents (join_clicks, join_events)", ("join_clicks (bench/", "join_events (bench/")),
     ("Faust: consumer drain + dispatch to streams", ("Consumer._drain_messages (faust/", "Conductor.")),
     ("Faust: stream iteration, take_events, acks", ("Stream._c_aiter (faust/", "Stream.take_events (faust/",

@@ -66,12 +66,17 @@ class Settings:
     max_in_flight: int = setting("TIKTOK_MAX_IN_FLIGHT", 16, "Most requests to TikTok open at once, all pixels together.")
     max_pending_events: int = setting(
         "TIKTOK_MAX_PENDING_EVENTS", 20000,
-        "Most outbox events held in memory awaiting their outcome; past it the worker stops reading the outbox.")
+        "Most outbox events held in memory until their offset is committed (finished ones included); past it "
+        "the worker stops reading the outbox.")
     request_timeout_s: float = setting("TIKTOK_REQUEST_TIMEOUT_SECONDS", 10.0, "Time allowed for one request.")
     retry_max_attempts: int = setting(
-        "TIKTOK_RETRY_MAX_ATTEMPTS", 20, "Attempts per event before it is `failed` / `retries_exhausted`.")
+        "TIKTOK_RETRY_MAX_ATTEMPTS", 40, "Attempts per event before it is `failed` / `retries_exhausted`.")
     retry_max_s: float = setting(
         "TIKTOK_RETRY_MAX_SECONDS", 1800, "Time from the first attempt after which no retry is made.")
+    park_after_s: float = setting(
+        "TIKTOK_PARK_AFTER_SECONDS", 30,
+        "An event still failing this long after its first attempt is parked on the `delivery-retry` topic and "
+        "retried from there when due: a pixel that keeps failing holds no memory and no other pixel's commits.")
     retry_base_s: float = setting("TIKTOK_RETRY_BASE_SECONDS", 1.0, "First backoff; doubles on each retry, with jitter.")
     retry_cap_s: float = setting("TIKTOK_RETRY_CAP_SECONDS", 60.0, "Longest backoff between two attempts.")
     max_event_age_s: float = setting(

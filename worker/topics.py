@@ -28,12 +28,14 @@ class TopicNames:
     by_ttclid: str  # internal: clicks and app events re-keyed by ttclid, so both meet in one partition
     outbox: str  # internal: events ready for TikTok, keyed by pixel_id so one replica owns a pixel
     by_campaign: str  # internal: delivery results keyed by their campaign row, for the analytics table
+    delivery_retry: str  # internal: outbox events parked until they are due again, keyed by pixel_id
 
     @classmethod
     def of(cls, settings: Settings) -> "TopicNames":
         t = settings.topic
         return cls(t("clicks"), t("app-events"), t("integrations"), t("delivery-results"),
-                   t("dead-letter"), t("by-ttclid"), t("outbox"), t("by-campaign"))
+                   t("dead-letter"), t("by-ttclid"), t("outbox"), t("by-campaign"),
+                   t("delivery-retry"))
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.by_ttclid, n),
         TopicSpec(names.outbox, n),
         TopicSpec(names.by_campaign, n),
+        TopicSpec(names.delivery_retry, n),
     ]
 
 

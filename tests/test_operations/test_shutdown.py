@@ -52,5 +52,8 @@ async def test_a_rolling_restart_of_two_replicas_under_load_loses_nothing(kafka:
     finals = {r["value"]["event_id"]: r["value"]["status"] for r in results}
     assert set(finals) == set(ids)
     assert set(finals.values()) == {"delivered"}
-    assert max(stop_times) < 30, f"SIGTERM took {max(stop_times):.1f} s"
-    print(f"rolling restart: stops took {stop_times}, {len(results) - len(ids)} results written twice")
+    assert max(stop_times) < 40, f"SIGTERM took {max(stop_times):.1f} s"
+    repeated = len(results) - len(ids)
+    print(f"rolling restart: stops took {stop_times}, {repeated} results written twice")
+    # Each replica hands over what it finished before its partitions move: hardly anything is done twice.
+    assert repeated <= len(ids) / 100, f"{repeated} of {len(ids)} events got a second result"

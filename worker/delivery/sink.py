@@ -1,14 +1,17 @@
 """Stage 3: the TikTok sink. Batches outbox events per pixel, sends them within the rate
-limits, retries what may be retried, and hands every event exactly one final result.
+limits, retries what may be retried, and hands every event exactly one outcome: a final result,
+or, for an event still failing `TIKTOK_PARK_AFTER_SECONDS` after its first attempt or waiting when
+its pixel is handed over, a due time at which to try it again (the caller parks it durably, so a
+failing pixel holds no memory and a new owner repeats nothing).
 
-Kafka stays outside: events come in through `submit()`, outcomes leave through the
-`finish` callback, and `submit()` blocks while too many events are unfinished, which
-is how a TikTok outage stops the worker from reading the outbox instead of buffering.
+Kafka stays outside: events come in through `submit()`, outcomes leave through the `finish`
+callback; the caller bounds how many events are in here (back-pressure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -40,7 +43,7 @@ class Ticket:
     record: dict[str, Any]
     handle: Any
     attempts: int = 0
-    first_attempt: float | None = None
+    first_attempt: float | None = None  # wall clock, so it survives parking
     ready_at: float = 0.0  # when it may go (retries wait); also starts its linger
     seq: int = field(default_factory=itertools.count().__next__)
 
@@ -48,7 +51,9 @@ class Ticket:
         return (self.ready_at, self.seq) < (other.ready_at, other.seq)
 
 
-Finish = Callable[[list[tuple[Ticket, dict[str, Any]]]], Awaitable[None]]
+Final = tuple[Ticket, dict[str, Any]]
+Parked = tuple[Ticket, float]  # the ticket, and the wall-clock time it is due again
+Finish = Callable[[list[Final], list[Parked]], Awaitable[None]]
 IntegrationFor = Callable[[str], tuple[Integration | None, str | None]]
 
 
@@ -118,36 +123,60 @@ class TikTokSink:
         self.lane_tasks: dict[tuple[str, str, str | None], asyncio.Task] = {}
         self.paces: dict[str, PixelPace] = defaultdict(lambda: PixelPace(settings.pixel_rate_limit))
         self.in_flight = asyncio.Semaphore(settings.max_in_flight)
-        self.unfinished = 0
-        self.room = asyncio.Condition()
         self.requests: set[asyncio.Task] = set()
+        self.handing_over = False  # retries are parked, not kept: the events are leaving this replica
+        self.parking: list[Parked] = []
 
     async def start(self) -> None:
-        if self.session is None:
+        if self.session is None or self.session.closed:
             self.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_s),
                 json_serialize=lambda v: orjson.dumps(v).decode())
 
-    async def stop(self) -> None:
-        for task in [*self.lane_tasks.values(), *self.requests]:
-            task.cancel()
-        await asyncio.gather(*self.lane_tasks.values(), *self.requests, return_exceptions=True)
+    async def hand_over(self, timeout: float) -> None:
+        """Stop sending: park the waiting events (finished here, so their offsets commit and the next owner
+        repeats nothing) and let the requests already sent end with their outcome (retries parked), all
+        within `timeout`; what is not finished by then is read again by the next owner."""
+        self.handing_over = True
+        deadline = time.monotonic() + timeout
+        try:
+            lanes = list(self.lane_tasks.values())
+            for task in lanes:
+                task.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            now, wall = time.monotonic(), time.time()
+            waiting = [(t, wall + max(0.0, t.ready_at - now)) for lane in self.lanes.values() for t in lane.waiting]
+            self.lanes.clear()
+            self.lane_tasks.clear()
+            if waiting:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.finish([], waiting), max(0.0, deadline - time.monotonic()))
+            if self.requests:
+                _, late = await asyncio.wait(list(self.requests), timeout=max(0.0, deadline - time.monotonic()))
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        finally:
+            self.handing_over = False
+
+    async def stop(self, timeout: float) -> None:
+        await self.hand_over(timeout)
         if self.session is not None:
             await self.session.close()
 
-    async def submit(self, record: dict[str, Any], handle: Any) -> None:
-        """Take one outbox event; waits while `max_pending_events` are unfinished (back-pressure)."""
-        async with self.room:
-            await self.room.wait_for(lambda: self.unfinished < self.settings.max_pending_events)
-            self.unfinished += 1
+    def submit(self, record: dict[str, Any], handle: Any, attempts: int = 0,
+               first_attempt: float | None = None) -> None:
+        """Take one outbox event (or a parked one, with its attempts so far)."""
         STAGE_SECONDS.labels("waiting_in_outbox").observe(max(0.0, time.time() - record["joined_ms"] / 1000))
-        ticket = Ticket(record, handle, ready_at=time.monotonic())
+        self.lane_of(record).put(Ticket(record, handle, attempts, first_attempt, ready_at=time.monotonic()))
+
+    def lane_of(self, record: dict[str, Any]) -> Lane:
         key = (record["pixel_id"], record["app_id"], record.get("test_event_code"))
         lane = self.lanes.get(key)
         if lane is None:
             lane = self.lanes[key] = Lane()
             self.lane_tasks[key] = asyncio.create_task(self.run_lane(key, lane), name=f"lane-{key[0]}")
-        lane.put(ticket)
+        return lane
 
     async def run_lane(self, key: tuple[str, str, str | None], lane: Lane) -> None:
         pace = self.paces[key[0]]
@@ -164,7 +193,12 @@ class TikTokSink:
             paced = not self.settings.tiktok_dry_run
             if paced:
                 await pace.take_turn()
-            await self.in_flight.acquire()
+            try:
+                await self.in_flight.acquire()
+            except asyncio.CancelledError:  # handed over while waiting: the turn taken is given back
+                if paced:
+                    pace.answered_now()
+                raise
             now = time.monotonic()  # more may have become due while waiting for the turn
             due = sum(1 for t in lane.waiting if t.ready_at <= now)
             batch = [heapq.heappop(lane.waiting) for _ in range(min(self.settings.batch_size, due))]
@@ -183,17 +217,19 @@ class TikTokSink:
     async def deliver(self, batch: list[Ticket], pace: PixelPace | None) -> None:
         """`pace` is None in a dry run, which sends nothing."""
         try:
-            await self.send(batch, pace)
+            finals = await self.send(batch, pace)
         except Exception:  # a bug here must not strand events: they get a final result
             log.exception("delivering a batch of %d events failed", len(batch))
-            await self.close([(t, final_result(t.record, "failed", "internal_error", attempts=t.attempts))
-                              for t in batch])
+            finals = [(t, final_result(t.record, "failed", "internal_error", attempts=t.attempts)) for t in batch]
         finally:
             self.in_flight.release()
             if pace is not None:
                 pace.answered_now()
+        # `requeue` ran within `send`, with no await since: these are exactly this batch's parked events.
+        parked, self.parking = self.parking, []
+        await self.finish(finals, parked)
 
-    async def send(self, batch: list[Ticket], pace: PixelPace | None) -> None:
+    async def send(self, batch: list[Ticket], pace: PixelPace | None) -> list[Final]:
         now = time.time()
         record = batch[0].record
         integration, skip_reason = self.integration_for(record["app_id"])
@@ -212,7 +248,7 @@ class TikTokSink:
                 finals += self.dry_run(sendable, body)
             else:
                 finals += await self.post(sendable, body, integration, pace)
-        await self.close(finals)
+        return finals
 
     def dry_run(self, tickets: list[Ticket], body: dict[str, Any]) -> list[tuple[Ticket, dict[str, Any]]]:
         problem = request_problem(body)
@@ -224,7 +260,7 @@ class TikTokSink:
         started = time.monotonic()
         for ticket in tickets:
             ticket.attempts += 1
-            ticket.first_attempt = ticket.first_attempt or started
+            ticket.first_attempt = ticket.first_attempt or time.time()
         token = integration.access_token
         REQUESTS_IN_FLIGHT.inc()
         try:
@@ -267,7 +303,7 @@ class TikTokSink:
         finals = []
         for ticket in tickets:
             if (ticket.attempts >= self.settings.retry_max_attempts
-                    or now - ticket.first_attempt >= self.settings.retry_max_s):
+                    or time.time() - ticket.first_attempt >= self.settings.retry_max_s):
                 finals.append((ticket, self.result(ticket, "failed", "retries_exhausted", answer)))
             else:
                 self.requeue(ticket, now + max(self.backoff(ticket.attempts), answer.retry_after or 0.0))
@@ -279,21 +315,17 @@ class TikTokSink:
         return random.uniform(ceiling / 2, ceiling)
 
     def requeue(self, ticket: Ticket, ready_at: float) -> None:
+        now = time.monotonic()
+        if self.handing_over or time.time() - ticket.first_attempt >= self.settings.park_after_s:
+            # Kept in memory no longer: a pixel failing for long must not hold memory or its partition.
+            self.parking.append((ticket, time.time() + max(0.0, ready_at - now)))
+            return
         # ready_at in the past for an immediate resend: its linger is already over.
-        ticket.ready_at = ready_at - self.settings.batch_linger_s if ready_at <= time.monotonic() else ready_at
-        record = ticket.record
-        self.lanes[(record["pixel_id"], record["app_id"], record.get("test_event_code"))].put(ticket)
+        ticket.ready_at = ready_at - self.settings.batch_linger_s if ready_at <= now else ready_at
+        self.lane_of(ticket.record).put(ticket)
 
     @staticmethod
     def result(ticket: Ticket, status: str, reason: str | None, answer: Answer) -> dict[str, Any]:
         return final_result(ticket.record, status, reason, attempts=ticket.attempts,
                             http_status=answer.http_status, tiktok_code=answer.code,
                             tiktok_message=answer.message, request_id=answer.request_id)
-
-    async def close(self, finals: list[tuple[Ticket, dict[str, Any]]]) -> None:
-        if not finals:
-            return
-        await self.finish(finals)
-        async with self.room:
-            self.unfinished -= len(finals)
-            self.room.notify_all()

@@ -5,8 +5,9 @@ envelope (HTTP 200 with a `code`), records what it accepted, and can be told to
 misbehave, from Python (`Sandbox.state`) or over HTTP for tests in another process:
 
     python -m worker.tiktok.sandbox --port 8787
-    POST /_sandbox/fail   {"mode": "throttle", "count": 2} | {"qps": 5} | {"revoke": "<token>"}
+    POST /_sandbox/fail   {"mode": "throttle", "count": 2} | {"mode": "http500", "pixel_id": "P1"} | {"qps": 5}
                           {"mode": "error", "error_code": 51010} | {"mode": "http429", "retry_after": 3}
+                          | {"revoke": "<token>"}
     GET  /_sandbox/received
     POST /_sandbox/reset
 """
@@ -31,9 +32,10 @@ from worker.tiktok.validation import request_problem
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 HANG_SECONDS = 3600
-FAILURE_MODES = ("ok", "throttle", "error", "http500", "http429", "not_json", "hang", "reject_item")
+FAILURE_MODES = ("ok", "throttle", "error", "http500", "http503", "http429", "not_json", "hang", "reject_item")
 THROTTLE_CODES = (40016, 40100, 40132, 40133)
-CONTROL_KEYS = frozenset({"mode", "count", "code", "error_code", "event_id", "retry_after", "qps", "revoke"})
+CONTROL_KEYS = frozenset({"mode", "count", "code", "error_code", "event_id", "retry_after", "pixel_id", "qps",
+                          "revoke"})
 # What a proxy in front of TikTok answers when it, not TikTok, is in trouble.
 PROXY_ERROR_PAGE = "<html><head><title>Service Unavailable</title></head><body>Try again later.</body></html>"
 MESSAGES = {
@@ -54,13 +56,15 @@ MAX_BODY_BYTES = 16 * 2**20
 
 @dataclass
 class Failure:
-    """A misbehaviour the sandbox was told to show, for `remaining` requests or (None) until changed."""
+    """A misbehaviour the sandbox was told to show, for `remaining` requests or (None) until changed;
+    to the requests of one pixel only when `pixel_id` is set."""
 
     mode: str
     remaining: int | None
     code: int | None
     event_id: str | None = None
     retry_after: int | None = None
+    pixel_id: str | None = None
 
     def item_index(self, events: list[dict[str, Any]]) -> int | None:
         return next((index for index, event in enumerate(events) if event.get("event_id") == self.event_id), None)
@@ -77,13 +81,16 @@ class SandboxState:
     def reset(self) -> None:
         self.revoked_tokens = set(self.initially_revoked)
         self.received: list[dict[str, Any]] = []
+        self.attempts: list[dict[str, Any]] = []  # every well-formed request, answered well or not
         self.failure: Failure | None = None
         self.qps: int | None = None
         self.let_through: dict[str, deque[float]] = defaultdict(deque)
 
     def fail(self, mode: str, count: int | None = None, code: int | None = None,
-             error_code: int | None = None, event_id: str | None = None, retry_after: int | None = None) -> None:
-        """Misbehave on the next `count` requests (reject_item: those carrying `event_id`), or until changed."""
+             error_code: int | None = None, event_id: str | None = None, retry_after: int | None = None,
+             pixel_id: str | None = None) -> None:
+        """Misbehave on the next `count` requests (reject_item: those carrying `event_id`; with `pixel_id`:
+        that pixel's), or until changed."""
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {', '.join(FAILURE_MODES)}, not {mode!r}")
         if count is not None and (type(count) is not int or count < 1):
@@ -97,7 +104,8 @@ class SandboxState:
         if retry_after is not None and (mode != "http429" or type(retry_after) is not int or retry_after < 0):
             raise ValueError(f"retry_after is whole seconds for http429, not {retry_after!r}")
         answered_code = {"throttle": code or 40100, "error": 50000 if error_code is None else error_code}
-        self.failure = None if mode == "ok" else Failure(mode, count, answered_code.get(mode), event_id, retry_after)
+        self.failure = None if mode == "ok" else Failure(mode, count, answered_code.get(mode), event_id, retry_after,
+                                                         pixel_id)
 
     def limit_qps(self, qps: int | None) -> None:
         """Answer 40100 to requests beyond `qps` a second for one pixel; None lifts the limit."""
@@ -109,10 +117,11 @@ class SandboxState:
     def revoke(self, token: str) -> None:
         self.revoked_tokens.add(token)
 
-    def take_failure(self, events: list[dict[str, Any]]) -> Failure | None:
+    def take_failure(self, pixel_id: str, events: list[dict[str, Any]]) -> Failure | None:
         """The misbehaviour due for this request, counting it against `remaining`."""
         failure = self.failure
-        if failure is None or (failure.mode == "reject_item" and failure.item_index(events) is None):
+        if (failure is None or (failure.mode == "reject_item" and failure.item_index(events) is None)
+                or failure.pixel_id not in (None, pixel_id)):
             return None
         if failure.remaining is not None:
             failure.remaining -= 1
@@ -171,7 +180,10 @@ async def track(request: web.Request) -> web.StreamResponse:
         return answer(40002, "The request body is not valid JSON.")
     if problem := request_problem(body):
         return answer(40002, problem)
-    if failure := state.take_failure(body["data"]):
+    # The query string tells senders apart (tests give each replica its own TIKTOK_API_URL).
+    state.attempts.append({"pixel_id": body["event_source_id"], "sender": request.query_string,
+                           "monotonic": time.monotonic(), "events": len(body["data"])})
+    if failure := state.take_failure(body["event_source_id"], body["data"]):
         return await misbehave(state, failure, body["data"])
     if not state.within_qps(body["event_source_id"], time.monotonic()):
         return answer(40100)
@@ -191,6 +203,8 @@ async def track(request: web.Request) -> web.StreamResponse:
 async def misbehave(state: SandboxState, failure: Failure, events: list[dict[str, Any]]) -> web.StreamResponse:
     if failure.mode == "http500":
         return web.Response(status=500, text="500 Internal Server Error")
+    if failure.mode == "http503":
+        return web.Response(status=503, text="503 Service Unavailable")
     if failure.mode == "http429":
         headers = {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
         return web.Response(status=429, text="429 Too Many Requests", headers=headers)
@@ -214,7 +228,7 @@ async def control_fail(request: web.Request) -> web.Response:
             raise ValueError(f"expected an object of {', '.join(sorted(CONTROL_KEYS))}, not {orders!r}")
         if "mode" in orders:
             state.fail(orders["mode"], orders.get("count"), orders.get("code"), orders.get("error_code"),
-                       orders.get("event_id"), orders.get("retry_after"))
+                       orders.get("event_id"), orders.get("retry_after"), orders.get("pixel_id"))
         if "qps" in orders:
             state.limit_qps(orders["qps"])
         if "revoke" in orders:

@@ -53,13 +53,15 @@ class TopicFollower(Service):
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
+            applied = 0
             while not self.should_stop:
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
                         self.apply_one(message)
+                    applied += len(messages)
                 if not self.caught_up.is_set() and all(
                         [await consumer.position(tp) >= ends[tp] for tp in partitions]):
-                    log.info("%s read to its end", self.topic)
+                    log.info("%s read to its end: %d records in %d partitions", self.topic, applied, len(partitions))
                     self.caught_up.set()
         finally:
             await consumer.stop()

@@ -91,7 +91,8 @@ async def test_each_app_event_is_released_once_joined_or_not_while_replicas_come
                                        GRACE_S + 60):
                 missing = sorted(set(produced) - {r["event_id"] for r in tail.values("outbox")})
                 raise AssertionError(f"{len(missing)} app events never reached the outbox: {await where(kafka, missing)}; "
-                                     f"their join states: {await last_states(kafka, [produced[e] for e in missing[:3]])}")
+                                     f"their join states: {await last_states(kafka, [produced[e] for e in missing[:3]])}; "
+                                     f"their results: {await results_of(kafka, missing)}")
             await asyncio.sleep(GRACE_S + 2)  # time for a late, contradicting release to show
             await tail.catch_up()
     finally:
@@ -125,4 +126,14 @@ async def last_states(kafka: Kafka, ttclids: list[str]) -> dict[str, object]:
         if record["key"] in ttclids:
             last[record["key"]] = record["value"]
     return last
+
+
+async def results_of(kafka: Kafka, event_ids: list[str]) -> dict[str, list[tuple]]:
+    async with Tail(kafka, "delivery-results") as results:
+        await results.catch_up()
+    found: dict[str, list[tuple]] = {}
+    for result in results.values("delivery-results"):
+        if result["event_id"] in event_ids:
+            found.setdefault(result["event_id"], []).append((result["status"], result["reason"]))
+    return dict(list(found.items())[:5])
 

@@ -103,31 +103,42 @@ class BatchStage(mode.Service):
             log.info("%s: commit deferred (%r)", self.name, exc)
 
     async def start_over(self) -> None:
-        for tp in self.consumer.assignment():
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
+        await seek_to_committed(self.consumer)
         await asyncio.sleep(1.0)  # a failure that repeats does not spin
 
     async def adopt_faust_commits(self, assigned: set[TopicPartition]) -> None:
-        """A partition this group never committed continues where the Faust app's group committed it."""
-        if not assigned:
-            return
-        admin = AIOKafkaAdminClient(**client_options(self.settings))
-        await admin.start()
-        try:
-            ours = await admin.list_consumer_group_offsets(self.group, partitions=list(assigned))
-            fresh = [tp for tp in assigned if tp not in ours or ours[tp].offset < 0]
-            faust = await admin.list_consumer_group_offsets(self.settings.app_id, partitions=fresh) if fresh else {}
-        finally:
-            await admin.close()
-        for tp, committed in faust.items():
-            if committed.offset >= 0:
-                log.info("%s: %s[%s] continues at offset %s, where the Faust app had committed it",
-                         self.name, tp.topic, tp.partition, committed.offset)
-                self.consumer.seek(tp, committed.offset)
+        await adopt_faust_commits(self.consumer, self.settings, self.group, assigned)
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer) -> None:
+    """Read every assigned partition again from its committed offset (its beginning, if never committed)."""
+    for tp in consumer.assignment():
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+
+
+async def adopt_faust_commits(consumer: AIOKafkaConsumer, settings: Settings, group: str,
+                              assigned: set[TopicPartition] | list[TopicPartition]) -> None:
+    """A partition `group` never committed continues where the Faust app's group committed it: an
+    upgrade from the worker whose stage was a Faust agent neither skips nor repeats its backlog."""
+    if not assigned:
+        return
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        ours = await admin.list_consumer_group_offsets(group, partitions=list(assigned))
+        fresh = [tp for tp in assigned if tp not in ours or ours[tp].offset < 0]
+        faust = await admin.list_consumer_group_offsets(settings.app_id, partitions=fresh) if fresh else {}
+    finally:
+        await admin.close()
+    for tp, committed in faust.items():
+        if committed.offset >= 0:
+            log.info("%s: %s[%s] continues at offset %s, where the Faust app had committed it",
+                     group, tp.topic, tp.partition, committed.offset)
+            consumer.seek(tp, committed.offset)
 
 
 class HandOver(ConsumerRebalanceListener):

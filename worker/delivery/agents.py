@@ -20,10 +20,10 @@ from typing import Any
 import mode
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from worker.app import app, settings
+from worker.consumer_group import adopt_faust_commits, seek_to_committed
 from worker.delivery.acks import InOrderAcks
 from worker.delivery.replay import kept_for_replay, replayable
 from worker.delivery.sink import Final, Parked, TikTokSink
@@ -207,31 +207,11 @@ class OutboxDelivery(mode.Service):
     async def adopt_faust_commits(self, assigned: set[TopicPartition]) -> None:
         """Upgrading from the Faust delivery agent: an outbox partition this group never committed starts
         where the Faust app's group had committed it, not at the outbox's beginning (a mass re-send)."""
-        outbox = [tp for tp in assigned if tp.topic == topics.outbox]
-        if not outbox:
-            return
-        admin = AIOKafkaAdminClient(**client_options(settings))
-        await admin.start()
-        try:
-            ours = await admin.list_consumer_group_offsets(GROUP, partitions=outbox)
-            fresh = [tp for tp in outbox if tp not in ours or ours[tp].offset < 0]
-            faust = await admin.list_consumer_group_offsets(settings.app_id, partitions=fresh) if fresh else {}
-        finally:
-            await admin.close()
-        for tp, committed in faust.items():
-            if committed.offset >= 0:
-                log.info("delivery: %s[%s] continues at offset %s, where the Faust agent had committed it",
-                         tp.topic, tp.partition, committed.offset)
-                self.consumer.seek(tp, committed.offset)
+        await adopt_faust_commits(self.consumer, settings, GROUP, [tp for tp in assigned if tp.topic == topics.outbox])
 
     async def start_over(self) -> None:
         await self.hand_over()
-        for tp in self.consumer.assignment():
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
+        await seek_to_committed(self.consumer)
         await asyncio.sleep(1.0)  # a failure that repeats does not spin
 
 

@@ -203,6 +203,9 @@ async def expire_state() -> None:
 
 async def sweep(keys: list[bytes], now: float) -> None:
     sends = Sends(app)
+    # As for the join agent: a replica that starts with events already due releases none of them before
+    # it knows their integrations (it would skip them all as `no_integration`).
+    await catalog.caught_up.wait()
     async with table_turn():
         changed = []
         released = []

@@ -45,13 +45,23 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+def changelog_of(settings: Settings, table: str) -> str:
+    """The changelog topic Faust names for one of the worker's tables."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     names = TopicNames.of(settings)
     n = settings.topic_partitions
+    compacted = {"cleanup.policy": "compact"}
     return [
+        # The tables' changelogs too: left to Faust, a replica whose metadata does not show the new topic
+        # yet counts it as having no partitions, and every write to that table fails until it refreshes.
+        TopicSpec(changelog_of(settings, "ttclids"), n, compacted),
+        TopicSpec(changelog_of(settings, "campaign_stats"), n, compacted),
         TopicSpec(names.clicks, n),
         TopicSpec(names.app_events, n),
-        TopicSpec(names.integrations, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(names.integrations, 1, compacted),
         TopicSpec(names.delivery_results, n),
         TopicSpec(names.dead_letter, n),
         TopicSpec(names.by_ttclid, n),

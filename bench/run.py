@@ -265,7 +265,8 @@ async def faust_bare(ctx: Ctx, round_no: int) -> dict:
         proc.stop()
     start = await ctx.probe.edge_timestamp([f"{prefix}clicks", f"{prefix}app-events"], last=False)
     n = report["clicks"] + report["events"]
-    return {"variant": "bare", "inputs": n, "rate": n / (done["last_wall"] - start), "seconds": done["last_wall"] - start,
+    seconds = done["last_wall"] - start
+    return {"variant": "bare", "inputs": n, "rate": n / seconds, "seconds": seconds,
             "load_seconds": report["seconds"], "load_cpu_s": report["cpu_seconds"], "cpu": cpu, "rss": rss}
 
 

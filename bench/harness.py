@@ -204,23 +204,37 @@ class Probe:
 
 
 async def wait_group_stable(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> None:
-    """Until the consumer group is Stable with `members` members that all have partitions."""
+    """Until the consumer group and its stages' groups (`<group>-<stage>`, e.g. the worker's
+    `-ingest`, `-delivery`) are all Stable with `members` members that all have partitions, on two
+    polls in a row (a stage's group can appear a moment after the app's)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout
+        stable_polls = 0
         while True:
-            [response] = await admin.describe_consumer_groups([group])
-            # DescribeGroups v0: (error_code, group_id, state, protocol_type, protocol, members)
-            described = response.groups[0]
-            state, found = described[2], described[5]
-            if state == "Stable" and len(found) == members and all(len(m[-1]) > 0 for m in found):
+            listed = [g[0] for g in await admin.list_consumer_groups()]
+            groups = [group, *sorted(g for g in listed if g.startswith(f"{group}-"))]
+            states = await describe(admin, groups)
+            settled = all(state == "Stable" and len(found) == members and all(len(m[-1]) > 0 for m in found)
+                          for state, found in states.values())
+            stable_polls = stable_polls + 1 if settled else 0
+            if stable_polls == 2:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"group {group}: {state} with {len(found)} members after {timeout} s")
+                seen = ", ".join(f"{g} {state} with {len(m)} members" for g, (state, m) in states.items())
+                raise RuntimeError(f"groups not stable after {timeout} s: {seen}")
             await asyncio.sleep(0.25)
     finally:
         await admin.close()
+
+
+async def describe(admin: AIOKafkaAdminClient, groups: list[str]) -> dict[str, tuple[str, list]]:
+    """group -> (state, members)."""
+    # One group a request: aiokafka 0.14 fails to decode a DescribeGroups response of several groups.
+    # DescribeGroups v0: (error_code, group_id, state, protocol_type, protocol, members)
+    described = [(await admin.describe_consumer_groups([group]))[0].groups[0] for group in groups]
+    return {d[1]: (d[2], d[5]) for d in described}
 
 
 # ---------------------------------------------------------------- CPU and memory

@@ -3,8 +3,8 @@ clicks and app-events topics and parses every value with orjson, nothing else.
 
     python -m bench.plain_consumer --bootstrap B --prefix P --count N
 
-Prints one JSON line: records read, seconds from the first record read to the last, records/s
-(the median of `--passes` reads of the same records, each by a new consumer group).
+Prints one JSON line: records read, seconds and CPU-seconds from the first record read to the last,
+records/s (the median of `--passes` reads of the same records, each by a new consumer group).
 """
 
 from __future__ import annotations
@@ -33,22 +33,24 @@ async def one_pass(bootstrap: str, prefix: str, count: int, timeout: float, grou
     read = 0
     parsed_bytes = 0
     first = last = None
+    cpu_first = cpu_last = 0.0
     deadline = time.monotonic() + timeout
     try:
         while read < count and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for messages in batches.values():
                 if first is None and messages:
-                    first = time.monotonic()
+                    first, cpu_first = time.monotonic(), time.process_time()
                 for message in messages:
                     value = orjson.loads(message.value)
                     parsed_bytes += len(message.value)
                     read += 1 if value else 0
-            last = time.monotonic()
+            last, cpu_last = time.monotonic(), time.process_time()
     finally:
         await consumer.stop()
     seconds = (last - first) if first is not None else 0.0
     return {"records": read, "seconds": seconds, "rate": read / seconds if seconds else 0.0,
+            "cpu_seconds": cpu_last - cpu_first,
             "mean_value_bytes": parsed_bytes / read if read else 0}
 
 

@@ -14,11 +14,14 @@ LINE = re.compile(r":\d+\)$")
 
 # Inclusive shares: a sample counts once for a row when any frame of its stack matches.
 STAGES = [
-    ("ingest agent (parse, validate, re-key)", ("ingest (worker/ingest/agents.py",)),
+    ("input stage: parse, validate, re-key (worker/ingest/)", ("(worker/ingest/",)),
     ("  of which parse + JSON Schema validation", ("parse_click (worker/ingest", "parse_app_event (worker/ingest")),
-    ("attribute agent (join, table, outbox)", ("attribute (worker/attribution/agents.py",)),
+    ("consumer-group stages: getmany, commit (worker/consumer_group.py)", ("AIOKafkaConsumer.getmany (aiokafka/",
+                                                                          "BatchStage.commit (worker/consumer_group")),
+    ("join agent: join, table, outbox (worker/attribution/)", ("(worker/attribution/",)),
     ("  of which table + changelog writes (`store`)", ("store (worker/attribution/agents.py",)),
-    ("delivery consumer + TikTok sink + results", ("OutboxDelivery.", "TikTokSink.")),
+    ("delivery: outbox, TikTok sink, results (worker/delivery/)", ("(worker/delivery/", "TikTokSink.")),
+    ("analytics: count_results, campaign rows (worker/analytics/)", ("(worker/analytics/",)),
     ("textbook agents (join_clicks, join_events)", ("join_clicks (bench/", "join_events (bench/")),
     ("Faust: consumer drain + dispatch to streams", ("Consumer._drain_messages (faust/", "Conductor.")),
     ("Faust: stream iteration, take_events, acks", ("Stream._c_aiter (faust/", "Stream.take_events (faust/",
@@ -27,7 +30,7 @@ STAGES = [
     ("Faust: Record (de)serialization", ("faust/models/", "faust/serializers/")),
     ("Faust: table set/changelog (textbook)", ("faust/tables/",)),
     ("Faust: group_by repartition (textbook)", ("Stream.group_by", "Event.forward", "Event._send")),
-    ("consumer thread (aiokafka fetch + decode)", ("WorkerThread.run (mode/threads.py",)),
+    ("Faust's consumer thread (aiokafka fetch + decode)", ("WorkerThread.run (mode/threads.py",)),
     ("producer: send() path, all stages", ("AIOKafkaProducer.send (aiokafka/",)),
     ("producer: sender task (requests, acks)", ("Sender.", "SendProduceReqHandler.")),
     ("event loop: epoll wait", ("EpollSelector.select (selectors.py",)),

@@ -5,7 +5,8 @@ gives every measured variant topics of its own (prefix `b<run id>.<variant>.`), 
 same realistic mix for each (bench/mix.py) from a separate load-generator process, and measures:
 
   throughput  the limit (plain aiokafka consumer + orjson), the textbook Faust join
-              (bench/textbook_app.py), the worker with 1 and with 2 replicas, side by side,
+              (bench/textbook_app.py), a bare Faust agent that only iterates the input (the Faust
+              ceiling, bench/faust_bare.py), the worker with 1 and with 2 replicas, side by side,
               `--repeat` rounds; events/s = input records / (first input record produced ..
               last output record written), from the records' Kafka timestamps
   profile     the worker once more under py-spy (not counted in the throughput figures)
@@ -199,6 +200,7 @@ async def plain(ctx: Ctx, round_no: int) -> dict:
     out = json.loads([line for line in proc.output().splitlines() if line.startswith("{")][-1])
     return {"variant": "plain", "inputs": n, "rate": out["rate"], "seconds": out["seconds"],
             "passes": out["passes"], "mean_value_bytes": out["mean_value_bytes"], "cpu": cpu,
+            "records_per_cpu_s": out["records"] / out["cpu_seconds"] if out["cpu_seconds"] else None,
             "note": "input pre-produced; median of 3 reads by new groups"}
 
 
@@ -237,6 +239,45 @@ async def textbook(ctx: Ctx, round_no: int, profile: bool = False, clicks: int |
     return {"variant": "textbook", "inputs": n, "rate": n / (end - start), "seconds": end - start,
             "load_seconds": report["seconds"], "load_cpu_s": report["cpu_seconds"], "cpu": cpu, "rss": rss,
             "profiled": profiled}
+
+
+async def faust_bare(ctx: Ctx, round_no: int) -> dict:
+    """The Faust ceiling: a bare Faust agent iterating the same input (bench/faust_bare.py)."""
+    tag = f"bare{round_no}"
+    prefix = ctx.prefix(tag)
+    await ensure_topics(Settings(kafka_bootstrap_servers=ctx.bootstrap, topic_prefix=prefix,
+                                 topic_partitions=PARTITIONS))
+    expect = sum(mix.counts(mix.plan(ctx.args.clicks, partitions=PARTITIONS)))
+    env = {"BENCH_BOOTSTRAP": ctx.bootstrap, "BENCH_PREFIX": prefix, "BENCH_PARTITIONS": str(PARTITIONS),
+           "BENCH_EXPECT": str(expect), "BENCH_WEB_PORT": str(free_port()),
+           "BENCH_DATADIR": str(ctx.workdir / tag / "data")}
+    proc = faust_process("bench.faust_bare", env, ctx.workdir / tag / "bare.log").start()
+    try:
+        await proc.wait_ready()
+        await wait_group_stable(ctx.bootstrap, f"{prefix}bare", 1)
+        await asyncio.sleep(2.0)
+        meter = CpuMeter({"bare": proc.pid, "kafka": ctx.broker.pid}).start()
+        report = await load(ctx, "burst", prefix, tag, clicks=ctx.args.clicks)
+        done = await printed_line(proc, '"last_wall"', ctx.args.timeout)
+        cpu = meter.stop()
+        rss = rss_bytes(proc.pid)
+    finally:
+        proc.stop()
+    start = await ctx.probe.edge_timestamp([f"{prefix}clicks", f"{prefix}app-events"], last=False)
+    n = report["clicks"] + report["events"]
+    seconds = done["last_wall"] - start
+    return {"variant": "bare", "inputs": n, "rate": n / seconds, "seconds": seconds,
+            "load_seconds": report["seconds"], "load_cpu_s": report["cpu_seconds"], "cpu": cpu, "rss": rss}
+
+
+async def printed_line(proc: Proc, marker: str, timeout: float) -> dict:
+    """The first JSON line the process prints that contains `marker`."""
+    deadline = time.monotonic() + timeout
+    while not (lines := [line for line in proc.output().splitlines() if marker in line]):
+        if not proc.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.argv}: no {marker} line:\n{proc.output()[-3000:]}")
+        await asyncio.sleep(0.1)
+    return json.loads(lines[0][lines[0].index("{"):])
 
 
 async def worker(ctx: Ctx, round_no: int, replicas: int, profile: bool = False, clicks: int | None = None) -> dict:
@@ -612,6 +653,7 @@ async def bench(args: argparse.Namespace, the_broker: Broker, workdir: Path, run
             row = {}
             steps = [("plain", lambda: plain(ctx, round_no)),
                      ("textbook", lambda: textbook(ctx, round_no)),
+                     ("bare", lambda: faust_bare(ctx, round_no)),
                      ("worker1", lambda: worker(ctx, round_no, 1)),
                      ("worker2", lambda: worker(ctx, round_no, 2))]
             for name, step in steps:

@@ -22,6 +22,9 @@ STAGE_SECONDS = Histogram("web2app_stage_seconds", "Time an app event spent in e
                           buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
 TTCLIDS_HELD = Gauge("web2app_ttclids_held", "ttclids with join state in this replica's table")
 TTCLIDS_WAITING = Gauge("web2app_ttclids_with_waiting_events", "ttclids whose app events wait for their click")
+STATES_RESTORED = Counter("web2app_states_restored",
+                          "join states read back from the changelog to rebuild the table (at a start, a rebalance, "
+                          "or for a standby)")
 CONSUMER_LAG = Gauge("web2app_consumer_lag", "Records behind the end of an input partition",
                      ["topic", "partition"])
 INTERNAL_ERRORS = Counter("web2app_internal_errors", "Failures of the worker's own code that cost one record or "

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from worker.analytics.agents import campaign_rows
 from worker.analytics.stats import matching
 from worker.app import app, settings
-from worker.attribution.agents import ttclids, waiting_deadlines
+from worker.attribution.agents import owned_partitions, states, table_settled, waiting_deadlines
 from worker.ingest.agents import read_offsets
 from worker.integrations.catalog import catalog
 from worker.metrics import CONSUMER_LAG, TTCLIDS_HELD, TTCLIDS_WAITING
@@ -59,6 +59,8 @@ class Ready(View):
             problems.append("no partition assignment yet, or a rebalance is under way")
         if not catalog.caught_up.is_set():
             problems.append("integrations topic not read to its end yet")
+        if not table_settled.is_set():
+            problems.append("join state not restored yet")
         if problems:
             return self.json({"status": "not ready", "problems": problems}, status=503)
         return self.json({"status": "ready"})
@@ -67,7 +69,7 @@ class Ready(View):
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
-        TTCLIDS_HELD.set(len(ttclids.data))
+        TTCLIDS_HELD.set(states.held(owned_partitions()))
         TTCLIDS_WAITING.set(len(waiting_deadlines))
         assigned = app.consumer.assignment()
         for (topic, partition), offset in list(read_offsets.items()):

@@ -368,8 +368,11 @@ def markdown(results: dict) -> str:
                     f"{run['inputs']:,} records ({run['rate']:,.0f} records/s under the profiler); stacks in "
                     f"`bench/results/{path.name}` (collapsed format: flamegraph.pl or speedscope.app read it).", "",
                     profiles.markdown(profiles.summarise(path), path.name)]
+    state = Path(__file__).resolve().parent / "results" / "state.md"
+    if state.exists():  # bench/state.py's figures, from its own run
+        out += ["", state.read_text().strip()]
     out += ["", "## Files", "",
-            "- `bench/run.py`: the command; `bench/harness.py`: processes, broker, topic probes, CPU/RSS meters;",
+            "- `bench/run.py`: the command; `bench/state.py`: the state-at-scale figures; `bench/harness.py`: processes, broker, topic probes, CPU/RSS meters;",
             "  `bench/mix.py`: the input mix; `bench/load.py`: the load generator (own process);",
             "  `bench/plain_consumer.py`, `bench/textbook_app.py`: the two baselines;",
             "  `bench/profile.py`: profile summaries; `bench/report.py`: this file and the plot.",

@@ -173,8 +173,10 @@ class RocksStates:
             self.table.data.set_persisted_offset(tp, offset)
 
     def held(self, owned: set[int]) -> int:
-        # RocksDB's estimate (exact once compacted): counting would read every key.
-        return sum(self._db(p).property_int_value("rocksdb.estimate-num-keys") or 0 for p in owned)
+        # RocksDB's estimate (exact once compacted): counting would read every key. Only databases Faust
+        # has open: asking for another would open it.
+        open_dbs = self.table.data._dbs
+        return sum(open_dbs[p].property_int_value("rocksdb.estimate-num-keys") or 0 for p in owned if p in open_dbs)
 
 
 def rocksdb_options(store: str) -> dict | None:

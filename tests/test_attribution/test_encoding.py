@@ -53,3 +53,19 @@ def test_a_state_is_due_when_its_first_wait_click_or_event_id_runs_out():
     assert join.next_change(state, WINDOW) == 1000.0 + WINDOW
     join.expire(state, 1000.0 + WINDOW, WINDOW)
     assert join.is_empty(state) and join.next_change(state, WINDOW) is None
+
+
+def test_the_expiry_index_hands_out_what_is_due_and_nothing_else():
+    from types import SimpleNamespace
+
+    from worker.attribution.storage import MemoryStates
+    states = MemoryStates(SimpleNamespace(data={}))
+    for i in range(1000):
+        states.file_due(0, f"T{i}".encode(), 10_000.0 + i)  # one a second from 10,000 s
+    states.file_due(1, b"other partition", 0.0)
+    due = states.due(0, 10_004.0, limit=100)
+    assert [key for _, key in due] == [b"T0", b"T1", b"T2", b"T3", b"T4"]
+    assert states.due(0, 10_004.0, limit=100) == due  # until they are swept
+    states.forget_due(0, due)
+    assert [key for _, key in states.due(0, 10_006.5, limit=100)] == [b"T5", b"T6"]
+    assert len(states.due(0, 20_000.0, limit=100)) == 100

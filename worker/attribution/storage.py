@@ -114,12 +114,25 @@ class RocksStates:
         # Never kept: Faust closes a revoked partition's database by dropping its last reference.
         return self.table.data._db_for_partition(partition)
 
-    def _due_family(self, partition: int):
+    def _due_handle(self, partition: int):
+        """The `due` family's handle, for writes. (A family opened as a dict, which reads need, flushes
+        its memtable when it is dropped: opened for each write, it made one file per entry.)"""
         db = self._db(partition)
         try:
-            return db.get_column_family(DUE_FAMILY)
+            return db, db.get_column_family_handle(DUE_FAMILY)
         except Exception:  # rocksdict raises a bare Exception for a family not created yet
-            return db.create_column_family(DUE_FAMILY, rocksdict.Options(raw_mode=True))
+            db.create_column_family(DUE_FAMILY, rocksdict.Options(raw_mode=True))
+            return db, db.get_column_family_handle(DUE_FAMILY)
+
+    def _write_due(self, partition: int, entries: Iterable[tuple[int, bytes]], delete: bool = False) -> None:
+        db, handle = self._due_handle(partition)
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for second, key in entries:
+            if delete:
+                batch.delete(_SECONDS.pack(second) + key, handle)
+            else:
+                batch.put(_SECONDS.pack(second) + key, b"", handle)
+        db.write(batch)
 
     def get(self, partition: int, key: bytes) -> State | None:
         raw = self._db(partition).get(key)
@@ -132,11 +145,12 @@ class RocksStates:
             self._db(partition).put(key, raw)
 
     def file_due(self, partition: int, key: bytes, when: float) -> None:
-        self._due_family(partition).put(_SECONDS.pack(math.ceil(when)) + key, b"")
+        self._write_due(partition, [(math.ceil(when), key)])
 
     def due(self, partition: int, now: float, limit: int) -> list[tuple[int, bytes]]:
         found: list[tuple[int, bytes]] = []
-        entries = self._due_family(partition).iter()
+        self._due_handle(partition)  # the family exists
+        entries = self._db(partition).get_column_family(DUE_FAMILY).iter()
         entries.seek_to_first()
         while entries.valid() and len(found) < limit:
             entry = entries.key()
@@ -148,9 +162,7 @@ class RocksStates:
         return found
 
     def forget_due(self, partition: int, entries: Iterable[tuple[int, bytes]]) -> None:
-        family = self._due_family(partition)
-        for second, key in entries:
-            family.delete(_SECONDS.pack(second) + key)
+        self._write_due(partition, entries, delete=True)
 
     def on_restored(self, partition: int, key: bytes, raw: bytes | None, attribution_window_s: float) -> None:
         """A changelog record Faust restores into the database (active or standby) is filed as it comes."""

@@ -410,8 +410,11 @@ def markdown(results: dict) -> str:
     collector = Path(__file__).resolve().parent / "results" / "collector.md"  # bench.collector_load --write
     if collector.exists():
         out += ["", collector.read_text().rstrip("\n")]
+    state = Path(__file__).resolve().parent / "results" / "state.md"
+    if state.exists():  # bench/state.py's figures, from its own run
+        out += ["", state.read_text().strip()]
     out += ["", "## Files", "",
-            "- `bench/run.py`: the command; `bench/harness.py`: processes, broker, topic probes, CPU/RSS meters;",
+            "- `bench/run.py`: the command; `bench/state.py`: the state-at-scale figures; `bench/harness.py`: processes, broker, topic probes, CPU/RSS meters;",
             "  `bench/mix.py`: the input mix; `bench/load.py`: the load generator (own process);",
             "  `bench/plain_consumer.py`, `bench/textbook_app.py`, `bench/faust_bare.py`: the baselines;",
             "  `bench/profiles.py`: profile summaries; `bench/report.py`: this file and the plot;",

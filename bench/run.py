@@ -280,11 +280,13 @@ async def printed_line(proc: Proc, marker: str, timeout: float) -> dict:
     return json.loads(lines[0][lines[0].index("{"):])
 
 
-async def worker(ctx: Ctx, round_no: int, replicas: int, profile: bool = False, clicks: int | None = None) -> dict:
-    """`replicas` worker processes, the mix as fast as the load generator goes."""
-    tag = f"worker{replicas}x{round_no}{'p' if profile else ''}"
+async def worker(ctx: Ctx, round_no: int, replicas: int, profile: bool = False, clicks: int | None = None,
+                 tag: str = "", **settings: str) -> dict:
+    """`replicas` worker processes, the mix as fast as the load generator goes (`settings`: more of the
+    worker's environment, under a `tag` of their own)."""
+    tag = f"{tag}worker{replicas}x{round_no}{'p' if profile else ''}"
     prefix = ctx.prefix(tag)
-    env = worker_env(ctx, prefix)
+    env = worker_env(ctx, prefix, **settings)
     apply_integrations(ctx, env)
     procs = await start_workers(ctx, prefix, env, replicas, tag)
     try:

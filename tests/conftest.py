@@ -39,7 +39,9 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path):
     started: list[WorkerProcess] = []
 
     async def start(**env: str) -> WorkerProcess:
-        worker = WorkerProcess({**worker_env, **env}, tmp_path / f"worker-{len(started)}.log").start()
+        # Each replica its own data directory, as each pod its own volume (a RocksDB store locks it).
+        data = {"DATA_DIR": str(tmp_path / f"data-{len(started)}")}
+        worker = WorkerProcess({**worker_env, **data, **env}, tmp_path / f"worker-{len(started)}.log").start()
         started.append(worker)
         await worker.wait_ready()
         for other in started:  # a new replica makes the others rebalance: wait until they settled too

@@ -50,11 +50,11 @@ app = WorkerApp(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap_servers}",
     broker_credentials=faust_credentials(settings),
-    store="memory://",
+    store="memory://",  # the join table has its own: STATE_STORE (worker/attribution/agents.py)
     topic_partitions=settings.topic_partitions,
-    # Tables are rebuilt from their changelogs on assignment; standbys would hold
-    # copies of other workers' partitions that our expiry sweeps must not touch.
-    table_standby_replicas=0,
+    # A standby copy is written by Faust from the changelog only; the join and its expiry touch the
+    # partitions this replica owns.
+    table_standby_replicas=settings.state_standby_replicas,
     logging_config=logging_config(settings.log_format, settings.log_level),
     web_host=settings.web_host,
     web_port=settings.web_port,

@@ -26,6 +26,9 @@ TTCLIDS_HELD = Gauge("web2app_ttclids_held", "ttclids with join state in this re
 TTCLIDS_WAITING = Gauge("web2app_ttclids_with_waiting_events", "ttclids whose app events wait for their click")
 # Scraped from every replica, ready or not, so "no replica ready" can be told apart from "no replica".
 READY = Gauge("web2app_ready", "1 when /readyz answers 200, else 0")
+STATES_RESTORED = Counter("web2app_states_restored",
+                          "join states read back from the changelog to rebuild the table (at a start, a rebalance, "
+                          "or for a standby)")
 CONSUMER_LAG = Gauge("web2app_consumer_lag", "Records behind the end of an input partition",
                      ["topic", "partition"])
 INTERNAL_ERRORS = Counter("web2app_internal_errors", "Failures of the worker's own code that cost one record or "

@@ -107,7 +107,17 @@ class Settings:
     log_format: str = setting(
         "LOG_FORMAT", "json", "`json`: one object per line (time, level, logger, message, app_id, pixel_id, "
         "event_id); `text` for reading in a terminal.")
-    data_dir: str = setting("DATA_DIR", ".local/worker-data", "Where the worker keeps local files.")
+    data_dir: str = setting(
+        "DATA_DIR", ".local/worker-data",
+        "Where the worker keeps local files: the join state with `STATE_STORE=rocksdb` (one directory per replica).")
+    state_store: str = setting(
+        "STATE_STORE", "memory",
+        "Where the join state lives: `memory` (rebuilt from Kafka at every start) or `rocksdb` (on disk in "
+        "`DATA_DIR`, kept across restarts; memory stays flat as the state grows).")
+    state_standby_replicas: int = setting(
+        "STATE_STANDBY_REPLICAS", 0,
+        "Other replicas that keep a warm copy of each partition's join state, so a failover need not rebuild "
+        "it (`STATE_STORE=rocksdb` only).")
     token_encryption_keys: str = setting(
         "TOKEN_ENCRYPTION_KEYS", "",
         "Fernet keys, comma-separated, that encrypt the integrations' access tokens; the first encrypts.",
@@ -123,7 +133,16 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.type, raw, f.metadata["env"])
-        return cls(**values)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.state_store not in ("memory", "rocksdb"):
+            raise SystemExit(f"STATE_STORE={self.state_store!r}: use memory or rocksdb")
+        if self.state_standby_replicas and self.state_store != "rocksdb":
+            # The memory store drops a standby copy at every rebalance, and rebuilds actives whole anyway.
+            raise SystemExit("STATE_STANDBY_REPLICAS needs STATE_STORE=rocksdb")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from worker.analytics.agents import campaign_rows
 from worker.analytics.stats import matching
 from worker.app import app, settings
-from worker.attribution.agents import ttclids, waiting_deadlines
+from worker.attribution.agents import owned_partitions, states, table_settled, waiting_deadlines
 from worker.ingest.agents import ingest
 from worker.integrations.catalog import catalog
 from worker.metrics import CONSUMER_LAG, READY, TTCLIDS_HELD, TTCLIDS_WAITING
@@ -56,6 +56,8 @@ async def readiness_problems() -> list[str]:
         problems.append("no partition assignment yet, or a rebalance is under way")
     if not catalog.caught_up.is_set():
         problems.append("integrations topic not read to its end yet")
+    if not table_settled.is_set():
+        problems.append("join state not restored yet")
     return problems
 
 
@@ -72,7 +74,7 @@ class Ready(View):
 class Metrics(View):
     async def get(self, request: Request) -> Response:
         READY.set(0 if await readiness_problems() else 1)
-        TTCLIDS_HELD.set(len(ttclids.data))
+        TTCLIDS_HELD.set(states.held(owned_partitions()))
         TTCLIDS_WAITING.set(len(waiting_deadlines))
         CONSUMER_LAG.clear()  # partitions that moved to another replica are its to report
         for tp, lag in (await ingest.lag()).items():

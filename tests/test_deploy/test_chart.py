@@ -172,7 +172,9 @@ def test_the_disk_store_gets_a_statefulset_with_a_volume_per_replica_for_data_di
     mounts = {m["name"]: m["mountPath"] for m in worker_container(manifests)["volumeMounts"]}
     assert mounts[claim["metadata"]["name"]] == settings_of(manifests).data_dir
     assert not any(v["name"] == claim["metadata"]["name"] for v in statefulset["spec"]["template"]["spec"]["volumes"])
-    assert workload(rendered("defaults"))["kind"] == "Deployment"
+    assert settings_of(manifests).state_store == "rocksdb"
+    defaults = rendered("defaults")
+    assert workload(defaults)["kind"] == "Deployment" and settings_of(defaults).state_store == "memory"
 
 
 def test_a_node_drain_takes_one_replica_at_a_time_and_replicas_spread_over_nodes():

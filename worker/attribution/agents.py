@@ -3,9 +3,9 @@
 Per batch of records from `by-ttclid`: apply each to its ttclid's state (pure, in
 `join`), map released app events through their app's integration, then write
 (1) outbox records and skipped results, and only after those are acknowledged
-(2) the changed states to the table's changelog. A crash anywhere replays the
-batch against the state of before or after it: an event may reach the outbox twice,
-never zero times.
+(2) the changed states to the table's changelog, and once those are acknowledged
+(3) to the local store (`storage`). A crash anywhere replays the batch against the
+state of before or after it: an event may reach the outbox twice, never zero times.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from typing import Any, AsyncIterator, Iterable
 
 import faust
 import orjson
+from faust.types import TP
 
 from worker.app import app, settings, survives
-from worker.attribution import join
+from worker.attribution import encoding, join
+from worker.attribution.storage import rocksdb_options, states_for
 from worker.integrations.config import outbox_record
-from worker.metrics import STAGE_SECONDS
+from worker.metrics import STAGE_SECONDS, STATES_RESTORED
 from worker.offsets import never_commit, uncommitted_on_failure
 from worker.integrations.catalog import catalog
 from worker.produce import Sends
@@ -34,8 +36,21 @@ topics = TopicNames.of(settings)
 
 by_ttclid = app.topic(topics.by_ttclid, key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
-# ttclid -> its join state as JSON bytes: compact in memory, and written to the changelog as it is.
-ttclids = app.Table("ttclids", partitions=settings.topic_partitions, key_type=bytes, value_type=bytes)
+
+
+async def restored(event: faust.types.EventT) -> None:
+    """Faust read a changelog record to rebuild the table (at a start, a rebalance, or for a standby)."""
+    STATES_RESTORED.inc()
+    message = event.message
+    states.on_restored(message.partition, message.key, message.value, settings.attribution_window_s)
+
+
+# ttclid -> its join state (`encoding`), kept as it is written to the changelog.
+ttclids = app.Table("ttclids", partitions=settings.topic_partitions, key_type=bytes, value_type=bytes,
+                    store=f"{settings.state_store}:ttclids",  # "rocksdb://" alone would be an empty URL, the app default
+                    on_changelog_event=restored,
+                    options=rocksdb_options(settings.state_store))
+states = states_for(ttclids, settings.state_store)
 
 # The agent and the timers take turns on the table, and write it only while it is settled: from the
 # end of its rebuild after an assignment until the next revoke. Faust rebuilds it from the changelog
@@ -43,8 +58,11 @@ ttclids = app.Table("ttclids", partitions=settings.topic_partitions, key_type=by
 # outbox's sake); a batch writing during the rebuild would be overwritten by older states.
 state_lock = asyncio.Lock()
 table_settled = asyncio.Event()
-# ttclid -> earliest grace deadline of its waiting events, so the grace timer need not scan the table.
-waiting_deadlines: dict[bytes, float] = {}
+# ttclid -> (earliest grace deadline of its waiting events, partition), so the grace timer need not
+# scan the table.
+waiting_deadlines: dict[bytes, tuple[float, int]] = {}
+# Most states one timer tick loads at a time, between which the agent gets its turn.
+SWEEP_BATCH = 10_000
 
 
 def table_writable() -> bool:
@@ -57,7 +75,10 @@ def table_writable() -> bool:
 
 @contextlib.asynccontextmanager
 async def table_turn() -> AsyncIterator[None]:
-    """The timers' turn: they wait for the table to be writable."""
+    """The timers' turn: they wait for the table to be writable, and, as the join agent does, for the
+    integrations (a replica that starts with events already due would skip them all as
+    `no_integration`)."""
+    await catalog.caught_up.wait()
     while True:
         await table_settled.wait()
         async with state_lock:
@@ -113,8 +134,8 @@ async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
     for event in batch:
         message = event.message
         key = message.key
-        state = changed.get(key) or load_state(key, message.partition)
-        before = orjson.dumps(state)
+        state = changed.get(key) or states.get(message.partition, key) or join.new_state(message.partition)
+        before = encoding.encode(state)
         try:
             item = orjson.loads(message.value)
             if "click" in item:
@@ -128,15 +149,10 @@ async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
         except Exception as exc:  # a record this code cannot handle costs that record alone
             log.exception("unexpected error joining %s[%s]@%s", message.topic, message.partition, message.offset)
             await sends.send_dead_letter(topics.dead_letter, message, "internal_error", f"{type(exc).__name__}: {exc}")
-            state = orjson.loads(before)
+            state = encoding.decode(before)
         changed[key] = state
     await emit(released, duplicates, sends)
-    await store(changed.items(), sends)
-
-
-def load_state(key: bytes, partition: int) -> join.State:
-    raw = ttclids.data.get(key)
-    return orjson.loads(raw) if raw is not None else join.new_state(partition)
+    await store(changed.items())
 
 
 async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]], sends: Sends) -> None:
@@ -157,25 +173,29 @@ async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]],
     await sends.flush()
 
 
-async def store(states: Iterable[tuple[bytes, join.State]], sends: Sends) -> None:
-    """Write states to the table and its changelog; an empty state becomes a tombstone."""
+async def store(changed: Iterable[tuple[bytes, join.State]]) -> None:
+    """Write states to the changelog, then, once Kafka has them, to the local store with the changelog
+    offsets they are written up to; an empty state becomes a tombstone."""
     changelog = ttclids.changelog_topic.get_topic_name()
-    for key, state in states:
-        deadline = join.next_deadline(state)
-        if deadline is None:
+    writes = []
+    sent = []
+    for key, state in changed:
+        raw = None if join.is_empty(state) else encoding.encode(state)
+        writes.append((key, state, raw))
+        sent.append(await app.producer.send(changelog, key, raw, state["p"], None, None))
+    offsets: dict[TP, int] = {}
+    for result in await asyncio.gather(*sent):
+        offsets[result.topic_partition] = max(result.offset, offsets.get(result.topic_partition, -1))
+    for key, state, raw in writes:
+        partition = state["p"]
+        states.write(partition, key, raw)
+        if (when := join.next_change(state, settings.attribution_window_s)) is not None:
+            states.file_due(partition, key, when)
+        if (deadline := join.next_deadline(state)) is None:
             waiting_deadlines.pop(key, None)
         else:
-            waiting_deadlines[key] = deadline
-        if join.is_empty(state):
-            ttclids.data.pop(key, None)
-            await sends.send(changelog, key, None, state["p"])
-        else:
-            # orjson hands back a buffer of several KiB for a state of a few hundred bytes;
-            # the table keeps it for the attribution window, so keep an exactly sized copy.
-            raw = bytes(memoryview(orjson.dumps(state)))
-            ttclids.data[key] = raw
-            await sends.send(changelog, key, raw, state["p"])
-    await sends.flush()
+            waiting_deadlines[key] = (deadline, partition)
+    states.persisted(offsets)
 
 
 def owned_partitions() -> set[int]:
@@ -186,52 +206,55 @@ def owned_partitions() -> set[int]:
 @survives
 async def release_after_grace() -> None:
     """App events whose click did not come within the grace period leave without enrichment."""
-    now = time.time()
-    due = [key for key, deadline in waiting_deadlines.items() if deadline <= now]
-    if due:
-        await sweep(due, now)
+    async with table_turn():
+        now = time.time()
+        due = [(partition, key) for key, (deadline, partition) in waiting_deadlines.items() if deadline <= now]
+        await sweep(due[:SWEEP_BATCH], now)
 
 
 @app.timer(interval=min(60.0, settings.attribution_window_s / 4))
 @survives
 async def expire_state() -> None:
-    """Forget clicks past the attribution window and event ids past TikTok's dedup window."""
-    keys = list(ttclids.data.keys())
-    for start in range(0, len(keys), 10_000):
-        await sweep(keys[start:start + 10_000], time.time())
+    """Forget clicks past the attribution window and event ids past TikTok's dedup window: the states
+    the expiry index holds as due, not the whole table."""
+    now = time.time()
+    more = True
+    while more:
+        async with table_turn():
+            more = False
+            for partition in owned_partitions():
+                entries = states.due(partition, now, SWEEP_BATCH)
+                await sweep([(partition, key) for _, key in entries], now)
+                states.forget_due(partition, entries)
+                more = more or len(entries) >= SWEEP_BATCH
 
 
-async def sweep(keys: list[bytes], now: float) -> None:
-    sends = Sends(app)
-    # As for the join agent: a replica that starts with events already due releases none of them before
-    # it knows their integrations (it would skip them all as `no_integration`).
-    await catalog.caught_up.wait()
-    async with table_turn():
-        changed = []
-        released = []
-        for key in keys:
-            raw = ttclids.data.get(key)
-            if raw is None:
-                waiting_deadlines.pop(key, None)
-                continue
-            state = orjson.loads(raw)
-            released += join.expire(state, now, settings.attribution_window_s)
-            if orjson.dumps(state) != raw:
-                changed.append((key, state))
-        await emit(released, [], sends)
-        await store(changed, sends)
+async def sweep(keys: list[tuple[int, bytes]], now: float) -> None:
+    """Expire these states (their partition and ttclid); the caller holds the table's turn."""
+    changed = []
+    released = []
+    for partition, key in keys:
+        state = states.get(partition, key)
+        if state is None:
+            waiting_deadlines.pop(key, None)
+            continue
+        before = encoding.encode(state)
+        released += join.expire(state, now, settings.attribution_window_s)
+        if encoding.encode(state) != before:
+            changed.append((key, state))
+    await emit(released, [], Sends(app))
+    await store(changed)
 
 
 @ttclids.on_recover
 async def settle_table() -> None:
-    """After the rebuild: drop states of partitions now owned elsewhere, and find the waiting events."""
-    owned = owned_partitions()
+    """After the rebuild: drop states of partitions now owned elsewhere (memory store), and find the
+    waiting events."""
     waiting_deadlines.clear()
-    for key, raw in list(ttclids.data.items()):
-        state = orjson.loads(raw)
-        if state["p"] not in owned:
-            del ttclids.data[key]
-        elif (deadline := join.next_deadline(state)) is not None:
-            waiting_deadlines[key] = deadline
+    soon = time.time() + settings.click_grace_s
+    owned = owned_partitions()
+    for partition, key, state in states.settle(owned, settings.attribution_window_s, soon):
+        if (deadline := join.next_deadline(state)) is not None:
+            waiting_deadlines[key] = (deadline, partition)
     table_settled.set()
-    log.info("join: table settled for partitions %s, %d ttclids held", sorted(owned), len(ttclids.data))
+    log.info("join: table settled for partitions %s, %d ttclids held", sorted(owned), states.held(owned))

@@ -94,5 +94,15 @@ def next_deadline(state: State) -> float | None:
     return min((w["wait_until"] for w in state["waiting"]), default=None)
 
 
+def next_change(state: State, attribution_window_s: float) -> float | None:
+    """When `expire` would next change the state (an event's grace ends, the click or the oldest event id
+    expires); None for an empty state. The expiry index files each state under this time."""
+    times = [w["wait_until"] for w in state["waiting"]]
+    if state["click"] is not None:
+        times.append(state["click"]["occurred_ts"] + attribution_window_s)
+    times += (seen_at + DEDUP_WINDOW_S for seen_at, _ in state["seen"].values())
+    return min(times, default=None)
+
+
 def _without_deadline(event: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in event.items() if k != "wait_until"}

@@ -72,16 +72,31 @@ class Kafka:
         assert done, f"{name}: got {len(records)} records within {timeout} s, wanted {count}: {records[-5:]}"
         return records
 
+    async def partitions(self, name: str) -> list[int]:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:  # the producer's metadata call waits for the topic's partitions
+            return sorted(await producer.partitions_for(self.topic(name)))
+        finally:
+            await producer.stop()
+
+    async def commit_to_end(self, group: str, name: str) -> None:
+        """Commit `group`'s offsets at the end of every partition of a topic, as a consumer that read it all."""
+        partitions = [TopicPartition(self.topic(name), p) for p in await self.partitions(name)]
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.topic(group),
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            await consumer.commit(await consumer.end_offsets(partitions))
+        finally:
+            await consumer.stop()
+
     async def read(self, name: str, count: int | None = None, timeout: float = 10.0,
                    until: Callable[[list[dict]], bool] | None = None) -> list[dict]:
         """Whatever the topic holds after `timeout` (or once `count`/`until` is reached)."""
         topic = self.topic(name)
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
-        await producer.start()
-        try:  # the producer's metadata call waits for the topic's partitions
-            partitions = await producer.partitions_for(topic)
-        finally:
-            await producer.stop()
+        partitions = await self.partitions(name)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
         await consumer.start()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from tests.scenario import apply_integrations
 from tests.test_delivery.test_agents import delivery_env, finals_by_id, funnel, integration, sandbox  # noqa: F401
 
@@ -47,15 +45,7 @@ async def test_an_upgrade_continues_the_outbox_where_the_faust_agent_committed_i
     apply_integrations(delivery_env, [integration("app1")], tmp_path)  # creates the topics
     # What the Faust delivery agent of the previous version had read and committed (group `<prefix>worker`):
     await kafka.produce("outbox", [(f"PIX-{n}".encode(), b"{delivered long ago") for n in range(20)])
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=kafka.topic("worker"),
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(kafka.topic("outbox"), p) for p in range(4)]
-        consumer.assign(partitions)
-        await consumer.commit(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
+    await kafka.commit_to_end("worker", "outbox")
     await start_worker(**delivery_env, TIKTOK_BATCH_LINGER_SECONDS="0.2")
     ids = await funnel(kafka, "app1", 20)
     by_id = finals_by_id(await kafka.consume("delivery-results", 20, timeout=60))

@@ -4,7 +4,6 @@ import base64
 import hashlib
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.support import Kafka
 
@@ -69,15 +68,7 @@ async def test_an_upgrade_continues_the_inputs_where_the_faust_agent_committed_t
                                                                                     start_worker):
     # The previous version read the inputs with a Faust agent (group `<prefix>worker`) and committed this far:
     await kafka.produce("app-events", [("one-partition", b"{read and committed long ago") for _ in range(20)])
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=kafka.topic("worker"),
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(kafka.topic("app-events"), p) for p in range(4)]
-        consumer.assign(partitions)
-        await consumer.commit(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
+    await kafka.commit_to_end("worker", "app-events")
     await start_worker()
     await kafka.produce("app-events", [("one-partition", {"event_id": "e-new", "app_id": "app1", "name": "x",
                                                           "occurred_at": "2026-11-24T17:00:00Z"})])

@@ -14,21 +14,11 @@ import json
 import os
 import time
 
-import faust
+from bench.faust_app import PREFIX, bench_app
 
-PREFIX = os.environ.get("BENCH_PREFIX", "bench.")
 EXPECT = int(os.environ.get("BENCH_EXPECT", "0"))
 
-app = faust.App(
-    f"{PREFIX}bare",
-    broker=f"kafka://{os.environ.get('BENCH_BOOTSTRAP', '127.0.0.1:9092')}",
-    store="memory://",
-    topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),
-    web_host="127.0.0.1",
-    web_port=int(os.environ.get("BENCH_WEB_PORT", "6068")),
-    datadir=os.environ.get("BENCH_DATADIR", ".local/bare-data"),
-    autodiscover=False,
-)
+app = bench_app("bare", 6068)
 
 inputs = app.topic(f"{PREFIX}clicks", f"{PREFIX}app-events", key_serializer="raw", value_serializer="raw")
 

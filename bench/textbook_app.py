@@ -17,20 +17,12 @@ from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 import faust
+
+from bench.faust_app import PREFIX, bench_app
 import yaml
 
-PREFIX = os.environ.get("BENCH_PREFIX", "bench.")
 
-app = faust.App(
-    f"{PREFIX}textbook",
-    broker=f"kafka://{os.environ.get('BENCH_BOOTSTRAP', '127.0.0.1:9092')}",
-    store="memory://",
-    topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),
-    web_host="127.0.0.1",
-    web_port=int(os.environ.get("BENCH_WEB_PORT", "6067")),
-    datadir=os.environ.get("BENCH_DATADIR", ".local/textbook-data"),
-    autodiscover=False,
-)
+app = bench_app("textbook", 6067)
 
 # app event -> TikTok event, as in the contract's default table (the events the mix uses).
 DEFAULT_NAMES = {"user_created": "CompleteRegistration", "trial_started": "StartTrial",

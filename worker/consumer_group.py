@@ -47,9 +47,6 @@ class BatchStage(mode.Service):
     async def process(self, batch: Batch) -> None:
         raise NotImplementedError
 
-    async def before_reading(self) -> None:
-        """What must be there before the first batch (e.g. the integrations)."""
-
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(
             **client_options(self.settings), group_id=self.group, enable_auto_commit=False,
@@ -66,7 +63,6 @@ class BatchStage(mode.Service):
 
     @mode.Service.task
     async def read(self) -> None:
-        await self.before_reading()
         while not self.should_stop:
             try:
                 batch = await self.consumer.getmany(timeout_ms=self.settings.join_batch_linger_s * 1000 or 1,

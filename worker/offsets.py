@@ -117,6 +117,11 @@ class SafeCommits:
         if unknown:
             consumer._committed_offset.update(await consumer.earliest_offsets(*unknown))
 
+    def committed(self, tp: TP) -> int | None:
+        """Where the partition's reading starts again: every record before it is processed (None until
+        known, between a revoke and the seek after the next assignment)."""
+        return self.consumer._committed_offset.get(tp)
+
     async def heal(self, now: float) -> None:
         """Unblock partitions whose commit waits on offsets that hold no record (or were dropped)."""
         consumer = self.consumer

@@ -49,9 +49,9 @@ def test_a_state_is_due_when_its_first_wait_click_or_event_id_runs_out():
     assert join.next_change(state, WINDOW) == 2000.5 + 600
     join.on_click(state, landing_click(ts=1000.0))
     assert join.next_change(state, WINDOW) == 2000.5 + DEDUP_WINDOW_S
-    join.expire(state, 2000.5 + DEDUP_WINDOW_S, WINDOW)
+    join.expire(state, 2000.5 + DEDUP_WINDOW_S, 2000.5 + DEDUP_WINDOW_S, WINDOW)
     assert join.next_change(state, WINDOW) == 1000.0 + WINDOW
-    join.expire(state, 1000.0 + WINDOW, WINDOW)
+    join.expire(state, 1000.0 + WINDOW, 1000.0 + WINDOW, WINDOW)
     assert join.is_empty(state) and join.next_change(state, WINDOW) is None
 
 

@@ -36,10 +36,19 @@ def test_events_waiting_for_their_click_leave_with_it_in_order():
 def test_after_the_grace_period_an_event_leaves_without_enrichment_once():
     state = join.new_state(0)
     join.on_app_event(state, event(offset=1), 2000, GRACE, WINDOW)
-    assert join.expire(state, 2000 + GRACE - 1, WINDOW) == []
-    [out] = join.expire(state, 2000 + GRACE, WINDOW)
+    assert join.expire(state, 2000 + GRACE - 1, 2000 + GRACE - 1, WINDOW) == []
+    [out] = join.expire(state, 2000 + GRACE, 2000 + GRACE, WINDOW)
     assert out["enriched"] is False and "wait_until" not in out
     assert join.on_click(state, click()) == []  # the late click does not send it again
+
+
+def test_an_event_waits_past_its_grace_until_the_stream_has_been_read_that_far():
+    state = join.new_state(0)
+    join.on_app_event(state, event(offset=1), 2000, GRACE, WINDOW)
+    # The wall clock is past the grace period, the stream (a replica catching up after a crash) is not.
+    assert join.expire(state, 2000 + GRACE + 30, 2000 + GRACE - 1, WINDOW) == []
+    [out] = join.on_click(state, click())
+    assert out["enriched"] is True
 
 
 def test_the_latest_click_wins_whatever_the_order_they_arrive_in():
@@ -65,9 +74,9 @@ def test_state_is_forgotten_after_the_windows():
     window = 3600
     join.on_click(state, click(ts=1000))
     join.on_app_event(state, event(offset=1), 1000, GRACE, window)
-    join.expire(state, 1000 + window, window)
+    join.expire(state, 1000 + window, 1000 + window, window)
     assert state["click"] is None and not join.is_empty(state)  # the event id is kept for 48 h
-    join.expire(state, 1000 + join.DEDUP_WINDOW_S, window)
+    join.expire(state, 1000 + join.DEDUP_WINDOW_S, 1000 + join.DEDUP_WINDOW_S, window)
     assert join.is_empty(state)
 
 

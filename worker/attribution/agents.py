@@ -18,11 +18,13 @@ from typing import Any, AsyncIterator, Iterable
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from worker.app import app, settings, survives
 from worker.attribution import encoding, join
 from worker.attribution.storage import rocksdb_options, states_for
+from worker.attribution.stream_time import StreamTime
 from worker.integrations.config import outbox_record
 from worker.metrics import STAGE_SECONDS, STATES_RESTORED
 from worker.offsets import never_commit, uncommitted_on_failure
@@ -61,6 +63,8 @@ table_settled = asyncio.Event()
 # ttclid -> (earliest grace deadline of its waiting events, partition), so the grace timer need not
 # scan the table.
 waiting_deadlines: dict[bytes, tuple[float, int]] = {}
+# How far in time each partition has been read: a grace period ends by it, not by the wall clock.
+stream_time = StreamTime()
 # Most states one timer tick loads at a time, between which the agent gets its turn.
 SWEEP_BATCH = 10_000
 
@@ -101,6 +105,7 @@ async def unsettle_on_shutdown(app: faust.App, **kwargs) -> None:
 
 async def unsettle_table() -> None:
     table_settled.clear()
+    stream_time.clear()
     async with state_lock:  # the batch under way finishes its writes before anyone rebuilds the table
         pass
 
@@ -153,6 +158,8 @@ async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
         changed[key] = state
     await emit(released, duplicates, sends)
     await store(changed.items())
+    for event in batch:
+        stream_time.processed(event.message.partition, event.message.offset)
 
 
 async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]], sends: Sends) -> None:
@@ -207,9 +214,22 @@ def owned_partitions() -> set[int]:
 async def release_after_grace() -> None:
     """App events whose click did not come within the grace period leave without enrichment."""
     async with table_turn():
-        now = time.time()
-        due = [(partition, key) for key, (deadline, partition) in waiting_deadlines.items() if deadline <= now]
-        await sweep(due[:SWEEP_BATCH], now)
+        await observe_stream_ends()
+        due = [(partition, key) for key, (deadline, partition) in waiting_deadlines.items()
+               if deadline <= stream_time.of(partition)]
+        await sweep(due[:SWEEP_BATCH], time.time())
+
+
+async def observe_stream_ends() -> None:
+    tps = [tp for tp in app.consumer.assignment() if tp.topic == topics.by_ttclid]
+    at = time.time()
+    try:
+        ends = await app.consumer.highwaters(*tps)
+    except (KafkaError, asyncio.TimeoutError) as exc:  # Kafka away: no grace period ends until it is back
+        log.warning("join: partition ends unknown (%s); grace periods wait", type(exc).__name__)
+        return
+    for tp, end in ends.items():
+        stream_time.observe(tp.partition, at, end, app.safe_commits.committed(tp))
 
 
 @app.timer(interval=min(60.0, settings.attribution_window_s / 4))
@@ -239,7 +259,7 @@ async def sweep(keys: list[tuple[int, bytes]], now: float) -> None:
             waiting_deadlines.pop(key, None)
             continue
         before = encoding.encode(state)
-        released += join.expire(state, now, settings.attribution_window_s)
+        released += join.expire(state, now, min(now, stream_time.of(partition)), settings.attribution_window_s)
         if encoding.encode(state) != before:
             changed.append((key, state))
     await emit(released, [], Sends(app))
@@ -251,6 +271,7 @@ async def settle_table() -> None:
     """After the rebuild: drop states of partitions now owned elsewhere (memory store), and find the
     waiting events."""
     waiting_deadlines.clear()
+    stream_time.clear()
     soon = time.time() + settings.click_grace_s
     owned = owned_partitions()
     for partition, key, state in states.settle(owned, settings.attribution_window_s, soon):

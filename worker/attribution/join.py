@@ -74,10 +74,11 @@ def on_app_event(state: State, event: dict[str, Any], now: float,
     return [], False
 
 
-def expire(state: State, now: float, attribution_window_s: float) -> list[dict[str, Any]]:
-    """Release app events whose grace period is over, unenriched; forget old clicks and event ids."""
-    due = [w for w in state["waiting"] if w["wait_until"] <= now]
-    state["waiting"] = [w for w in state["waiting"] if w["wait_until"] > now]
+def expire(state: State, now: float, stream_time: float, attribution_window_s: float) -> list[dict[str, Any]]:
+    """Release app events whose grace period is over by `stream_time` (see `stream_time`), unenriched;
+    forget clicks and event ids old by `now`."""
+    due = [w for w in state["waiting"] if w["wait_until"] <= stream_time]
+    state["waiting"] = [w for w in state["waiting"] if w["wait_until"] > stream_time]
     released = [joined(_without_deadline(w), None) for w in due]
     click = state["click"]
     if click is not None and click["occurred_ts"] + attribution_window_s <= now:

@@ -8,13 +8,11 @@ from worker.settings import Settings
 from worker.topics import changelog_of, ensure_topics
 
 
-def test_the_changelogs_are_named_as_faust_names_them():
+def test_the_changelog_is_named_as_faust_names_it():
     from worker.app import settings  # the composition root first: it registers every stage
-    from worker.analytics.agents import campaign_stats
     from worker.attribution.agents import ttclids
 
     assert changelog_of(settings, "ttclids") == ttclids.changelog_topic.get_topic_name()
-    assert changelog_of(settings, "campaign_stats") == campaign_stats.changelog_topic.get_topic_name()
 
 
 async def test_the_tables_changelogs_exist_compacted_before_the_worker_starts(kafka: Kafka):

@@ -102,7 +102,8 @@ class BatchStage(mode.Service):
         await seek_to_committed(self.consumer)
         await asyncio.sleep(1.0)  # a failure that repeats does not spin
 
-    async def adopt_faust_commits(self, assigned: set[TopicPartition]) -> None:
+    async def take_over(self, assigned: set[TopicPartition]) -> None:
+        """Before the partitions assigned (all of this member's, at every rebalance) are read."""
         await adopt_faust_commits(self.consumer, self.settings, self.group, assigned)
 
 
@@ -148,5 +149,5 @@ class HandOver(ConsumerRebalanceListener):
                 await self.stage.commit()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.stage.adopt_faust_commits(assigned)
+        await self.stage.take_over(assigned)
         self.stage.assigned.set()

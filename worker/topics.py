@@ -58,6 +58,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # The tables' changelogs too: left to Faust, a replica whose metadata does not show the new topic
         # yet counts it as having no partitions, and every write to that table fails until it refreshes.
         TopicSpec(changelog_of(settings, "ttclids"), n, compacted),
+        # The campaign rows (`worker/analytics`), named as when they were a Faust table's changelog.
         TopicSpec(changelog_of(settings, "campaign_stats"), n, compacted),
         TopicSpec(names.clicks, n),
         TopicSpec(names.app_events, n),

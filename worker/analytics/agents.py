@@ -1,39 +1,79 @@
-"""Campaign analytics at the Faust edge: delivery results counted per app, UTC day, campaign,
-ad set and ad in a Faust table, and the table's changelog followed whole by every replica.
+"""Campaign analytics at the Kafka edge: delivery results (re-keyed by their campaign row where they
+are written) counted per app, UTC day, campaign, ad set and ad, in rows kept on a compacted topic that
+every replica follows whole.
 
-Every replica answers for every campaign from the compacted changelog rather than routing a
-request to the key's owner: a page view needs all rows at once, and the answer does not depend
-on which replica owns which partition at the moment.
+Counting is a consumer group of its own (`worker/consumer_group.py`), not a Faust agent over a table:
+a batch of results becomes one write per row it changed, and no result pays for Faust's consumer loop.
+At every assignment a replica reads the rows of its partitions back from the rows topic (the row and
+the partition of its results share their number), with what each row remembers of its recent events
+(`stats`), so a result read again replaces itself instead of adding.
+
+Every replica answers for every campaign from the rows topic rather than routing a request to the
+row's owner: a page view needs all rows at once, and the answer does not depend on which replica
+owns which partition at the moment.
 """
 
 from __future__ import annotations
 
+import logging
+
 import orjson
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from worker.analytics.stats import add_result, empty_row, without_recent
 from worker.app import app, settings
-from worker.follow import TopicFollower
-from worker.topics import TopicNames
+from worker.consumer_group import Batch, BatchStage
+from worker.follow import TopicFollower, read_to_end
+from worker.produce import Sends
+from worker.topics import TopicNames, changelog_of
 
+log = logging.getLogger(__name__)
 topics = TopicNames.of(settings)
-by_campaign = app.topic(topics.by_campaign, key_type=bytes, value_type=bytes,
-                        key_serializer="raw", value_serializer="raw")
-campaign_stats = app.Table("campaign_stats", partitions=settings.topic_partitions, key_type=bytes,
-                           value_type=bytes)
+# The name of the Faust table the rows were kept in before: a deployment keeps its counts.
+ROWS_TOPIC = changelog_of(settings, "campaign_stats")
 
 
-@app.agent(by_campaign)
-async def count_results(stream) -> None:
-    async for key, raw in stream.items():
-        row = campaign_stats.get(key)
-        row = orjson.loads(row) if row is not None else empty_row(key.decode())
-        campaign_stats[key] = orjson.dumps(add_result(row, orjson.loads(raw)))
+class CountResults(BatchStage):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(settings, "analytics", [topics.by_campaign], **kwargs)
+        self.rows: dict[int, dict[bytes, dict]] = {}  # partition -> row key -> row, for the partitions assigned
+
+    async def take_over(self, assigned: set[TopicPartition]) -> None:
+        await super().take_over(assigned)
+        partitions = {tp.partition for tp in assigned}
+        # A partition kept through the rebalance was no one else's meanwhile: its rows are current.
+        self.rows = {p: rows for p, rows in self.rows.items() if p in partitions}
+        fresh = sorted(partitions - set(self.rows))
+        for p in fresh:
+            self.rows[p] = {}
+        async for record in read_to_end(settings, [TopicPartition(ROWS_TOPIC, p) for p in fresh]):
+            if record.value is None:
+                self.rows[record.partition].pop(record.key, None)
+            else:
+                self.rows[record.partition][record.key] = orjson.loads(record.value)
+
+    async def process(self, batch: Batch) -> None:
+        sends = Sends(app)
+        for tp, records in batch.items():
+            rows = self.rows[tp.partition]
+            changed = set()
+            for record in records:
+                try:
+                    row = rows.get(record.key) or empty_row(record.key.decode())
+                    rows[record.key] = add_result(row, orjson.loads(record.value))
+                    changed.add(record.key)
+                except Exception as exc:  # one result this code cannot count costs that result alone
+                    log.exception("unexpected error counting %s[%s]@%s", record.topic, record.partition, record.offset)
+                    await sends.send_dead_letter(topics.dead_letter, record, "internal_error",
+                                                 f"{type(exc).__name__}: {exc}")
+            for key in changed:
+                await sends.send(ROWS_TOPIC, key, orjson.dumps(rows[key]), tp.partition)
+        await sends.flush()
 
 
 class CampaignRows(TopicFollower):
     def __init__(self, **kwargs) -> None:
-        super().__init__(settings, campaign_stats.changelog_topic.get_topic_name(), **kwargs)
+        super().__init__(settings, ROWS_TOPIC, **kwargs)
         self.rows: dict[bytes, dict] = {}
 
     def apply(self, message: ConsumerRecord) -> None:
@@ -43,4 +83,5 @@ class CampaignRows(TopicFollower):
             self.rows[message.key] = without_recent(orjson.loads(message.value))
 
 
+count_results = app.service(CountResults())
 campaign_rows = app.service(CampaignRows())

@@ -246,8 +246,7 @@ def markdown(results: dict) -> str:
                    f"| {r['idle_cpu_s_per_min']:.2f} CPU-s/min |")
     out += ["", "RSS after a full rebuild keeps what the rebuild allocated (the allocator does not hand it back); "
             "the RocksDB worker restarted on its data directory holds the same states in the RSS shown with the "
-            "kept directory. The machine is shared: other people's test runs kept its load average at 8 to 13 on "
-            "2 cores, and a worker got about a third of a core during the rebuilds.", "",
+            "kept directory.", "",
             f"Idle CPU: over {a['idle_seconds']:.0f} s with no input, so it holds one or two runs of the expiry "
             "sweep (every 60 s) besides the worker's timers and Kafka fetches. The sweep reads the states the "
             "expiry index holds as due (held / window per second: about 100 a minute per million held with the "

@@ -121,7 +121,9 @@ class RocksStates:
         try:
             return db, db.get_column_family_handle(DUE_FAMILY)
         except Exception:  # rocksdict raises a bare Exception for a family not created yet
-            db.create_column_family(DUE_FAMILY, rocksdict.Options(raw_mode=True))
+            # With the states' small buffers (`rocksdb_options`): RocksDB's defaults (2 x 64 MiB of
+            # memtable) held a full rebuild's index entries in memory, 277 MiB of RSS at 5 million held.
+            db.create_column_family(DUE_FAMILY, self.table.data.rocksdb_options.as_options())
             return db, db.get_column_family_handle(DUE_FAMILY)
 
     def _write_due(self, partition: int, entries: Iterable[tuple[int, bytes]], delete: bool = False) -> None:

@@ -1,11 +1,9 @@
-"""Topics read whole: by every replica, from their start and for as long as the worker lives
-(`TopicFollower`), or once, to their end (`read_to_end`)."""
+"""A topic every replica reads whole: from its start, then for as long as the worker lives."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from mode import Service
@@ -67,19 +65,3 @@ class TopicFollower(Service):
                     self.caught_up.set()
         finally:
             await consumer.stop()
-
-
-async def read_to_end(settings: Settings, partitions: list[TopicPartition]) -> AsyncIterator[ConsumerRecord]:
-    """Every record of these partitions, from their start to their end as it is now."""
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        while not all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for message in messages:
-                    yield message
-    finally:
-        await consumer.stop()

@@ -8,7 +8,7 @@ topic it uses before it starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -102,9 +102,14 @@ async def partitions_of(settings: Settings, topic: str) -> list[int]:
     return sorted(p["partition"] for p in description["partitions"])
 
 
-async def records_to_end(settings: Settings, topic: str) -> AsyncIterator[ConsumerRecord]:
-    """Every record of a topic, from its start to its end as it is when the call begins."""
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+async def records_to_end(settings: Settings, topic: str,
+                         numbers: Iterable[int] | None = None) -> AsyncIterator[ConsumerRecord]:
+    """Every record of a topic (of the partitions `numbers`, else of all), from its start to its end as
+    it is when the call begins."""
+    partitions = [TopicPartition(topic, p) for p in (await partitions_of(settings, topic) if numbers is None
+                                                     else numbers)]
+    if not partitions:
+        return
     consumer = AIOKafkaConsumer(**kafka_security.client_options(settings), enable_auto_commit=False)
     await consumer.start()
     try:

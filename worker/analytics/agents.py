@@ -23,9 +23,9 @@ from aiokafka import ConsumerRecord, TopicPartition
 from worker.analytics.stats import add_result, empty_row, without_recent
 from worker.app import app, settings
 from worker.consumer_group import Batch, BatchStage
-from worker.follow import TopicFollower, read_to_end
+from worker.follow import TopicFollower
 from worker.produce import Sends
-from worker.topics import TopicNames, changelog_of
+from worker.topics import TopicNames, changelog_of, records_to_end
 
 log = logging.getLogger(__name__)
 topics = TopicNames.of(settings)
@@ -46,7 +46,7 @@ class CountResults(BatchStage):
         fresh = sorted(partitions - set(self.rows))
         for p in fresh:
             self.rows[p] = {}
-        async for record in read_to_end(settings, [TopicPartition(ROWS_TOPIC, p) for p in fresh]):
+        async for record in records_to_end(settings, ROWS_TOPIC, fresh):
             if record.value is None:
                 self.rows[record.partition].pop(record.key, None)
             else:

@@ -216,14 +216,9 @@ async def textbook(ctx: Ctx, round_no: int, profile: bool = False, clicks: int |
         await admin.create_topics([NewTopic(f"{prefix}textbook-outbox", PARTITIONS, 1)])
     finally:
         await admin.close()
-    env = {"BENCH_BOOTSTRAP": ctx.bootstrap, "BENCH_PREFIX": prefix, "BENCH_PARTITIONS": str(PARTITIONS),
-           "BENCH_INTEGRATIONS": str(integrations_file(ctx)), "BENCH_WEB_PORT": str(free_port()),
-           "BENCH_DATADIR": str(ctx.workdir / tag / "data")}
-    proc = faust_process("bench.textbook_app", env, ctx.workdir / tag / "textbook.log").start()
+    proc = await started_faust_app(ctx, "bench.textbook_app", "textbook", tag, prefix,
+                                   BENCH_INTEGRATIONS=str(integrations_file(ctx)))
     try:
-        await proc.wait_ready()
-        await wait_group_stable(ctx.bootstrap, f"{prefix}textbook", 1)
-        await asyncio.sleep(2.0)
         spy = await run_profiled(ctx, proc, "textbook") if profile else None
         meter = CpuMeter({"textbook": proc.pid, "kafka": ctx.broker.pid}).start()
         report = await load(ctx, "burst", prefix, tag, clicks=clicks or ctx.args.clicks)
@@ -248,14 +243,8 @@ async def faust_bare(ctx: Ctx, round_no: int) -> dict:
     await ensure_topics(Settings(kafka_bootstrap_servers=ctx.bootstrap, topic_prefix=prefix,
                                  topic_partitions=PARTITIONS))
     expect = sum(mix.counts(mix.plan(ctx.args.clicks, partitions=PARTITIONS)))
-    env = {"BENCH_BOOTSTRAP": ctx.bootstrap, "BENCH_PREFIX": prefix, "BENCH_PARTITIONS": str(PARTITIONS),
-           "BENCH_EXPECT": str(expect), "BENCH_WEB_PORT": str(free_port()),
-           "BENCH_DATADIR": str(ctx.workdir / tag / "data")}
-    proc = faust_process("bench.faust_bare", env, ctx.workdir / tag / "bare.log").start()
+    proc = await started_faust_app(ctx, "bench.faust_bare", "bare", tag, prefix, BENCH_EXPECT=str(expect))
     try:
-        await proc.wait_ready()
-        await wait_group_stable(ctx.bootstrap, f"{prefix}bare", 1)
-        await asyncio.sleep(2.0)
         meter = CpuMeter({"bare": proc.pid, "kafka": ctx.broker.pid}).start()
         report = await load(ctx, "burst", prefix, tag, clicks=ctx.args.clicks)
         done = await printed_line(proc, '"last_wall"', ctx.args.timeout)
@@ -268,6 +257,22 @@ async def faust_bare(ctx: Ctx, round_no: int) -> dict:
     seconds = done["last_wall"] - start
     return {"variant": "bare", "inputs": n, "rate": n / seconds, "seconds": seconds,
             "load_seconds": report["seconds"], "load_cpu_s": report["cpu_seconds"], "cpu": cpu, "rss": rss}
+
+
+async def started_faust_app(ctx: Ctx, module: str, name: str, tag: str, prefix: str, **env: str) -> Proc:
+    """A baseline Faust app (`module`, its group `<prefix><name>`) started on `prefix`, ready, with its
+    group stable; `env`: its own settings besides the common ones."""
+    env = {"BENCH_BOOTSTRAP": ctx.bootstrap, "BENCH_PREFIX": prefix, "BENCH_PARTITIONS": str(PARTITIONS),
+           "BENCH_WEB_PORT": str(free_port()), "BENCH_DATADIR": str(ctx.workdir / tag / "data"), **env}
+    proc = faust_process(module, env, ctx.workdir / tag / f"{name}.log").start()
+    try:
+        await proc.wait_ready()
+        await wait_group_stable(ctx.bootstrap, f"{prefix}{name}", 1)
+        await asyncio.sleep(2.0)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
 
 
 async def printed_line(proc: Proc, marker: str, timeout: float) -> dict:

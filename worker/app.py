@@ -21,14 +21,21 @@ from worker.kafka_security import client_options, faust_credentials
 from worker.logs import logging_config
 from worker.metrics import INTERNAL_ERRORS
 from worker.offsets import SafeCommits
+from worker.produce import KafkaWrites
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 settings = Settings.from_env()
+# What the stages write goes through this producer, in batches (worker/produce.py).
+writes = KafkaWrites(settings)
 
 
 class WorkerApp(faust.App):
     safe_commits: SafeCommits | None = None
+
+    def on_init_dependencies(self):
+        # First among the app's services, so it is started before and stopped after every stage.
+        return [writes, *super().on_init_dependencies()]
 
     def _new_consumer(self):
         consumer = super()._new_consumer()

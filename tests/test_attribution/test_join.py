@@ -104,3 +104,17 @@ def test_past_max_seen_the_oldest_event_ids_are_forgotten():
         join.on_app_event(state, event(f"e{i}", offset=i), 2000 + i, GRACE, WINDOW)
     assert len(state["seen"]) == join.MAX_SEEN
     assert "a/e0" not in state["seen"] and f"a/e{join.MAX_SEEN + 4}" in state["seen"]
+
+
+def test_a_copy_keeps_the_state_as_it_was_whatever_the_join_does_to_the_original():
+    from worker.attribution import encoding
+    state = join.new_state(0)
+    join.on_app_event(state, event("e1", offset=1), 2000, GRACE, WINDOW)
+    for change in (lambda s: join.on_app_event(s, event("e2", offset=2), 2001, GRACE, WINDOW),
+                   lambda s: join.on_click(s, click()),
+                   lambda s: join.on_app_event(s, event("e3", offset=3), 2002, GRACE, WINDOW),
+                   lambda s: join.expire(s, 2000 + join.DEDUP_WINDOW_S, 2000 + join.DEDUP_WINDOW_S, WINDOW)):
+        before = encoding.encode(state)
+        kept = join.copy(state)
+        change(state)
+        assert encoding.encode(kept) == before

@@ -21,7 +21,7 @@ import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
 from worker.analytics.stats import add_result, empty_row, without_recent
-from worker.app import app, settings
+from worker.app import app, settings, writes
 from worker.consumer_group import Batch, BatchStage
 from worker.follow import TopicFollower
 from worker.produce import Sends
@@ -53,7 +53,7 @@ class CountResults(BatchStage):
                 self.rows[record.partition][record.key] = orjson.loads(record.value)
 
     async def process(self, batch: Batch) -> None:
-        sends = Sends(app)
+        sends = Sends(writes)
         for tp, records in batch.items():
             rows = self.rows[tp.partition]
             changed = set()
@@ -64,10 +64,10 @@ class CountResults(BatchStage):
                     changed.add(record.key)
                 except Exception as exc:  # one result this code cannot count costs that result alone
                     log.exception("unexpected error counting %s[%s]@%s", record.topic, record.partition, record.offset)
-                    await sends.send_dead_letter(topics.dead_letter, record, "internal_error",
-                                                 f"{type(exc).__name__}: {exc}")
+                    sends.send_dead_letter(topics.dead_letter, record, "internal_error",
+                                           f"{type(exc).__name__}: {exc}")
             for key in changed:
-                await sends.send(ROWS_TOPIC, key, orjson.dumps(rows[key]), tp.partition)
+                sends.send(ROWS_TOPIC, key, orjson.dumps(rows[key]), tp.partition)
         await sends.flush()
 
 

@@ -19,9 +19,8 @@ from typing import Any, AsyncIterator, Iterable
 import faust
 import orjson
 from aiokafka.errors import KafkaError
-from faust.types import TP
 
-from worker.app import app, settings, survives
+from worker.app import app, settings, survives, writes
 from worker.attribution import encoding, join
 from worker.attribution.storage import rocksdb_options, states_for
 from worker.attribution.stream_time import StreamTime
@@ -112,7 +111,6 @@ async def unsettle_table() -> None:
 
 @app.agent(by_ttclid)
 async def attribute(stream: faust.StreamT) -> None:
-    sends = Sends(app)
     await catalog.caught_up.wait()  # no app event is judged against a half-read integrations topic
     async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
         with uncommitted_on_failure(batch):
@@ -128,11 +126,12 @@ async def attribute(stream: faust.StreamT) -> None:
                              sorted({event.message.partition for event in left}),
                              "writable" if owned else "not writable: a rebalance or a rebuild is under way")
                 never_commit(left)
-                await join_batch([event for event in batch if event.message.partition in owned], sends)
+                await join_batch([event for event in batch if event.message.partition in owned])
 
 
-async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
+async def join_batch(batch: list[faust.types.EventT]) -> None:
     now = time.time()
+    sends = Sends(writes)
     changed: dict[bytes, dict] = {}
     released: list[dict] = []
     duplicates: list[dict] = []
@@ -140,7 +139,7 @@ async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
         message = event.message
         key = message.key
         state = changed.get(key) or states.get(message.partition, key) or join.new_state(message.partition)
-        before = encoding.encode(state)
+        before = join.copy(state)
         try:
             item = orjson.loads(message.value)
             if "click" in item:
@@ -153,8 +152,8 @@ async def join_batch(batch: list[faust.types.EventT], sends: Sends) -> None:
                     duplicates.append(item["app_event"])
         except Exception as exc:  # a record this code cannot handle costs that record alone
             log.exception("unexpected error joining %s[%s]@%s", message.topic, message.partition, message.offset)
-            await sends.send_dead_letter(topics.dead_letter, message, "internal_error", f"{type(exc).__name__}: {exc}")
-            state = encoding.decode(before)
+            sends.send_dead_letter(topics.dead_letter, message, "internal_error", f"{type(exc).__name__}: {exc}")
+            state = before
         changed[key] = state
     await emit(released, duplicates, sends)
     await store(changed.items())
@@ -172,11 +171,11 @@ async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]],
         if integration is not None:
             record, reason = outbox_record(event, integration)
         if reason is None:
-            await sends.send_json(topics.outbox, record["pixel_id"], {**record, "joined_ms": now_ms})
+            sends.send_json(topics.outbox, record["pixel_id"], {**record, "joined_ms": now_ms})
         else:
-            await sends.send_result(topics, final_result(record, "skipped", reason))
+            sends.send_result(topics, final_result(record, "skipped", reason))
     for event in duplicates:
-        await sends.send_result(topics, final_result({**event, "enriched": False}, "skipped", "duplicate"))
+        sends.send_result(topics, final_result({**event, "enriched": False}, "skipped", "duplicate"))
     await sends.flush()
 
 
@@ -184,16 +183,14 @@ async def store(changed: Iterable[tuple[bytes, join.State]]) -> None:
     """Write states to the changelog, then, once Kafka has them, to the local store with the changelog
     offsets they are written up to; an empty state becomes a tombstone."""
     changelog = ttclids.changelog_topic.get_topic_name()
-    writes = []
-    sent = []
+    sends = Sends(writes)
+    written = []
     for key, state in changed:
         raw = None if join.is_empty(state) else encoding.encode(state)
-        writes.append((key, state, raw))
-        sent.append(await app.producer.send(changelog, key, raw, state["p"], None, None))
-    offsets: dict[TP, int] = {}
-    for result in await asyncio.gather(*sent):
-        offsets[result.topic_partition] = max(result.offset, offsets.get(result.topic_partition, -1))
-    for key, state, raw in writes:
+        written.append((key, state, raw))
+        sends.send(changelog, key, raw, state["p"])
+    offsets = await sends.flush()
+    for key, state, raw in written:
         partition = state["p"]
         states.write(partition, key, raw)
         if (when := join.next_change(state, settings.attribution_window_s)) is not None:
@@ -262,7 +259,7 @@ async def sweep(keys: list[tuple[int, bytes]], now: float) -> None:
         released += join.expire(state, now, min(now, stream_time.of(partition)), settings.attribution_window_s)
         if encoding.encode(state) != before:
             changed.append((key, state))
-    await emit(released, [], Sends(app))
+    await emit(released, [], Sends(writes))
     await store(changed)
 
 

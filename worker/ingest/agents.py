@@ -9,7 +9,7 @@ import time
 
 from aiokafka import ConsumerRecord
 
-from worker.app import app, settings
+from worker.app import app, settings, writes
 from worker.consumer_group import Batch, BatchStage
 from worker.ingest.records import InvalidRecord, parse_app_event, parse_click
 from worker.metrics import RECORDS_READ
@@ -26,30 +26,30 @@ class Ingest(BatchStage):
         super().__init__(settings, "ingest", [topics.clicks, topics.app_events], **kwargs)
 
     async def process(self, batch: Batch) -> None:
-        sends = Sends(app)
+        sends = Sends(writes)
         for tp, records in batch.items():
             for record in records:
-                await route(record, sends)
+                route(record, sends)
         await sends.flush()
         for tp, records in batch.items():
             RECORDS_READ.labels(tp.topic.removeprefix(settings.topic_prefix)).inc(len(records))
 
 
-async def route(message: ConsumerRecord, sends: Sends) -> None:
+def route(message: ConsumerRecord, sends: Sends) -> None:
     read_ms = time.time() * 1000
     try:
         if message.topic == topics.clicks:
             click = parse_click(message.value)
             click["read_ms"] = read_ms
-            await sends.send_json(topics.by_ttclid, click["ttclid"], {"click": click})
+            sends.send_json(topics.by_ttclid, click["ttclid"], {"click": click})
             return
         event = parse_app_event(message.value)
         event["read_ms"] = read_ms
         event["source"] = [message.partition, message.offset]
         if "ttclid" in event:
-            await sends.send_json(topics.by_ttclid, event["ttclid"], {"app_event": event})
+            sends.send_json(topics.by_ttclid, event["ttclid"], {"app_event": event})
         else:
-            await sends.send_result(topics, final_result(event, "skipped", "unattributed"))
+            sends.send_result(topics, final_result(event, "skipped", "unattributed"))
     except InvalidRecord as exc:
         reason, detail = exc.reason, exc.detail
     except Exception as exc:  # a bug must not skip the record silently: it goes to the dead letters too
@@ -57,7 +57,7 @@ async def route(message: ConsumerRecord, sends: Sends) -> None:
         reason, detail = "internal_error", f"{type(exc).__name__}: {exc}"
     else:
         return
-    await sends.send_dead_letter(topics.dead_letter, message, reason, detail)
+    sends.send_dead_letter(topics.dead_letter, message, reason, detail)
 
 
 ingest = app.service(Ingest())

@@ -13,7 +13,7 @@ import logging
 import orjson
 from aiokafka import ConsumerRecord
 
-from worker.app import app, settings, survives
+from worker.app import app, settings, survives, writes
 from worker.follow import TopicFollower
 from worker.dead_letters import dead_letter
 from worker.integrations.config import Integration, InvalidIntegration, parse_integration
@@ -71,7 +71,7 @@ async def report_undecryptable() -> None:
         return  # until the first assignment no replica knows whether it leads
     pending, catalog.undecryptable = catalog.undecryptable, {}
     if app.is_leader():
-        sends = Sends(app)
+        sends = Sends(writes)
         for app_id, entry in pending.items():
-            await sends.send_json(TopicNames.of(settings).dead_letter, app_id, entry)
+            sends.send_json(TopicNames.of(settings).dead_letter, app_id, entry)
         await sends.flush()

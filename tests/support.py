@@ -121,6 +121,12 @@ class Kafka:
         return records
 
 
+def rekeyed_items(records: list[dict]) -> list[dict]:
+    """The clicks and app events that `by-ttclid` records hold (`worker/rekeyed.py`), one per item, with
+    their record's partition and offset."""
+    return [{**item, "partition": r["partition"], "offset": r["offset"]} for r in records for item in r["value"]["items"]]
+
+
 def _bytes(value: Any) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value

@@ -85,6 +85,10 @@ class KafkaWrites(mode.Service):
         if self.producer is not None:
             await self.producer.stop()
 
+    async def partitions(self, topic: str) -> int:
+        """The topic's partition count (from the producer's metadata, fetched once)."""
+        return len(await self.producer.partitions_for(topic))
+
 
 class Sends:
     """The records one batch of input writes; `flush()` returns once Kafka has all of them.
@@ -112,12 +116,14 @@ class Sends:
         self.send(topics.delivery_results, result["event_id"], raw)
         self.send(topics.by_campaign, row_key(result), raw)
 
-    def send_dead_letter(self, topic: str, message: ConsumerRecord | Message, reason: str, detail: str) -> None:
-        """The record as it was read, with why it cannot be processed."""
+    def send_dead_letter(self, topic: str, message: ConsumerRecord | Message, reason: str, detail: str,
+                         part: tuple[bytes | None, bytes] | None = None) -> None:
+        """The record as it was read, or the `part` of it (key, value) that failed, with where it was
+        read and why it cannot be processed."""
         DEAD_LETTERS.labels(reason).inc()
-        self.send_json(topic, message.key, dead_letter(
-            reason, detail, message.topic, message.partition, message.offset, message.key, message.value,
-            utc_now_iso()))
+        key, value = part or (message.key, message.value)
+        self.send_json(topic, key, dead_letter(
+            reason, detail, message.topic, message.partition, message.offset, key, value, utc_now_iso()))
 
     async def flush(self) -> dict[TopicPartition, int]:
         """Write the records collected, one record batch per partition, and wait until Kafka has them
@@ -131,7 +137,7 @@ class Sends:
         for topic, key, value, partition in records:
             if partition is None:
                 if topic not in partitions:
-                    partitions[topic] = len(await producer.partitions_for(topic))
+                    partitions[topic] = await self._writes.partitions(topic)
                 partition = partition_of(key, partitions[topic])
             by_partition.setdefault((topic, partition), []).append((key, value))
         sent = []

@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from tests.scenario import app_event, apply_integrations, click
-from tests.support import Kafka
+from tests.support import Kafka, rekeyed_items
 from worker.attribution import encoding
 
 TOKEN = "tok_resilience_0123456789"
@@ -226,8 +226,8 @@ async def where(kafka: Kafka, event_ids: list[str]) -> str:
     """Where missing app events were lost: before by-ttclid (ingest) or after it (attribution)."""
     async with Tail(kafka, "by-ttclid") as tail:
         await tail.catch_up()
-    rekeyed = {r["value"]["app_event"]["event_id"]: (r["partition"], r["offset"])
-               for r in tail.records["by-ttclid"] if "app_event" in r["value"]}
+    rekeyed = {r["app_event"]["event_id"]: (r["partition"], r["offset"])
+               for r in rekeyed_items(tail.records["by-ttclid"]) if "app_event" in r}
     return "; ".join(f"{i} " + (f"at by-ttclid[{rekeyed[i][0]}]@{rekeyed[i][1]}" if i in rekeyed
                                 else "not in by-ttclid") for i in event_ids[:10])
 

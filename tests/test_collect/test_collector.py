@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import orjson
 
-from tests.support import Kafka
+from tests.support import Kafka, rekeyed_items
 
 URL = "https://yourapp.example/?campaign_name=Spring Sale #1&adset_name=US&ad_name=V1&ttclid=E.C.P.collected"
 LANDING_ORIGIN = "https://yourapp.example"
@@ -32,8 +32,8 @@ async def test_a_click_is_answered_202_once_it_is_on_the_clicks_topic_keyed_by_t
     click = record["value"]
     assert {k: click[k] for k in ("app_id", "url", "ttp", "ip", "user_agent")} == {
         "app_id": "app1", "url": URL, "ttp": "ttp-1", "ip": "198.51.100.7", "user_agent": "Mozilla/5.0 (iPhone)"}
-    [rekeyed] = await kafka.consume("by-ttclid", 1)
-    assert rekeyed["value"]["click"]["campaign_name"] == "Spring Sale #1"
+    [rekeyed] = rekeyed_items(await kafka.consume("by-ttclid", 1))
+    assert rekeyed["click"]["campaign_name"] == "Spring Sale #1"
 
 
 async def test_what_the_collector_refuses_gets_the_reason_and_never_reaches_the_topic(kafka: Kafka, start_worker,

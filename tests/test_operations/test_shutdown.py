@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from tests.scenario import app_event, apply_integrations, click
-from tests.support import Kafka
+from tests.support import Kafka, rekeyed_items
 from worker.tiktok.sandbox import Sandbox
 
 
@@ -46,8 +46,8 @@ async def test_a_rolling_restart_of_two_replicas_under_load_loses_nothing(kafka:
         missing = set(ids) - {r["value"]["event_id"] for r in results}
         if missing:
             outbox = {r["value"]["event_id"] for r in await kafka.read("outbox", timeout=5)}
-            byt = [r for r in await kafka.read("by-ttclid", timeout=5) if "app_event" in r["value"]]
-            byt_ids = {r["value"]["app_event"]["event_id"] for r in byt}
+            byt = [r for r in rekeyed_items(await kafka.read("by-ttclid", timeout=5)) if "app_event" in r]
+            byt_ids = {r["app_event"]["event_id"] for r in byt}
             print("MISSING", len(missing), sorted(missing)[:10], "in outbox:", len(missing & outbox),
                   "in by-ttclid:", len(missing & byt_ids))
         sent = sandbox.state.events()

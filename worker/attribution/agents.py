@@ -1,7 +1,7 @@
 """Stage 2, Faust edge: the join agent over the ttclid table, and the timers that expire its state.
 
-Per batch of records from `by-ttclid`: apply each to its ttclid's state (pure, in
-`join`), map released app events through their app's integration, then write
+Per batch of records from `by-ttclid`: apply each click and app event they hold (`rekeyed`)
+to its ttclid's state (pure, in `join`), map released app events through their app's integration, then write
 (1) outbox records and skipped results, and only after those are acknowledged
 (2) the changed states to the table's changelog, and once those are acknowledged
 (3) to the local store (`storage`). A crash anywhere replays the batch against the
@@ -20,6 +20,7 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
+from worker import rekeyed
 from worker.app import app, settings, survives, writes
 from worker.attribution import encoding, join
 from worker.attribution.storage import rocksdb_options, states_for
@@ -64,6 +65,9 @@ table_settled = asyncio.Event()
 waiting_deadlines: dict[bytes, tuple[float, int]] = {}
 # How far in time each partition has been read: a grace period ends by it, not by the wall clock.
 stream_time = StreamTime()
+# A by-ttclid record holds what one input batch re-keyed to its partition (`rekeyed`): a few make a batch
+# of about JOIN_BATCH_SIZE clicks and app events.
+RECORDS_PER_BATCH = 8
 # Most states one timer tick loads at a time, between which the agent gets its turn.
 SWEEP_BATCH = 10_000
 
@@ -112,7 +116,7 @@ async def unsettle_table() -> None:
 @app.agent(by_ttclid)
 async def attribute(stream: faust.StreamT) -> None:
     await catalog.caught_up.wait()  # no app event is judged against a half-read integrations topic
-    async for batch in stream.take_events(settings.join_batch_size, within=settings.join_batch_linger_s):
+    async for batch in stream.take_events(RECORDS_PER_BATCH, within=settings.join_batch_linger_s):
         with uncommitted_on_failure(batch):
             async with state_lock:
                 # A stream that waited here for the rebuild would stall Faust's fetch loop, which the
@@ -137,28 +141,37 @@ async def join_batch(batch: list[faust.types.EventT]) -> None:
     duplicates: list[dict] = []
     for event in batch:
         message = event.message
-        key = message.key
-        state = changed.get(key) or states.get(message.partition, key) or join.new_state(message.partition)
-        before = join.copy(state)
         try:
-            item = orjson.loads(message.value)
-            if "click" in item:
-                released += join.on_click(state, item["click"])
-            else:
-                out, duplicate = join.on_app_event(state, item["app_event"], now,
-                                                   settings.click_grace_s, settings.attribution_window_s)
-                released += out
-                if duplicate:
-                    duplicates.append(item["app_event"])
-        except Exception as exc:  # a record this code cannot handle costs that record alone
-            log.exception("unexpected error joining %s[%s]@%s", message.topic, message.partition, message.offset)
-            sends.send_dead_letter(topics.dead_letter, message, "internal_error", f"{type(exc).__name__}: {exc}")
-            state = before
-        changed[key] = state
+            items = rekeyed.items(message.key, message.value)
+        except Exception as exc:  # a record no stage wrote
+            fail(sends, message, exc)
+            continue
+        for key, item in items:
+            try:
+                key = key or rekeyed.ttclid_of(item)
+                state = join.copy(changed.get(key) or states.get(message.partition, key)
+                                  or join.new_state(message.partition))
+                if "click" in item:
+                    released += join.on_click(state, item["click"])
+                else:
+                    out, duplicate = join.on_app_event(state, item["app_event"], now,
+                                                       settings.click_grace_s, settings.attribution_window_s)
+                    released += out
+                    if duplicate:
+                        duplicates.append(item["app_event"])
+                changed[key] = state
+            except Exception as exc:  # an item this code cannot handle costs that item alone
+                fail(sends, message, exc, (key, orjson.dumps(item)))
     await emit(released, duplicates, sends)
     await store(changed.items())
     for event in batch:
         stream_time.processed(event.message.partition, event.message.offset)
+
+
+def fail(sends: Sends, message: faust.types.Message, exc: Exception,
+         item: tuple[bytes | None, bytes] | None = None) -> None:
+    log.exception("unexpected error joining %s[%s]@%s", message.topic, message.partition, message.offset)
+    sends.send_dead_letter(topics.dead_letter, message, "internal_error", f"{type(exc).__name__}: {exc}", item)
 
 
 async def emit(released: list[dict[str, Any]], duplicates: list[dict[str, Any]], sends: Sends) -> None:

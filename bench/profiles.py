@@ -31,7 +31,8 @@ STAGES = [
     ("Faust: table set/changelog (textbook)", ("faust/tables/",)),
     ("Faust: group_by repartition (textbook)", ("Stream.group_by", "Event.forward", "Event._send")),
     ("Faust's consumer thread (aiokafka fetch + decode)", ("WorkerThread.run (mode/threads.py",)),
-    ("producer: send() path, all stages", ("AIOKafkaProducer.send (aiokafka/",)),
+    ("producer: batches per partition (worker/produce.py) and send()", ("Sends.flush (worker/produce",
+                                                                         "AIOKafkaProducer.send (aiokafka/")),
     ("producer: sender task (requests, acks)", ("Sender.", "SendProduceReqHandler.")),
     ("event loop: epoll wait", ("EpollSelector.select (selectors.py",)),
 ]

@@ -56,6 +56,7 @@ from bench import harness, mix  # noqa: E402
 from bench.harness import (Broker, CpuMeter, Probe, Proc, broker, faust_process, machine_cpu,  # noqa: E402
                            process_cpu_seconds, rss_bytes, wait_group_stable)
 from tests.kafka_broker import free_port  # noqa: E402
+from worker.rekeyed import items as items_of  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 from worker.tiktok.sandbox import Sandbox  # noqa: E402
 from worker.topics import ensure_topics  # noqa: E402
@@ -414,8 +415,9 @@ async def latency(ctx: Ctx, rate: float, attempt: int = 1) -> dict:
     outbox = await outbox_times(ctx, prefix)
     rekeyed = {}  # event_id -> when ingest wrote it to by-ttclid
     for r in await ctx.probe.read_all(f"{prefix}by-ttclid"):
-        if b'"app_event"' in r.value:
-            rekeyed[orjson.loads(r.value)["app_event"]["event_id"]] = r.timestamp / 1000
+        for _, item in items_of(r.key, r.value):
+            if "app_event" in item:
+                rekeyed[item["app_event"]["event_id"]] = r.timestamp / 1000
     # time.monotonic() (load generator, sandbox) against Kafka's wall-clock timestamps
     wall_minus_mono = time.time() - time.monotonic()
     times, early, stages = [], [], defaultdict(list)

@@ -27,3 +27,8 @@ def test_an_item_larger_than_a_record_travels_alone():
 def test_a_record_written_by_the_version_before_is_one_item_keyed_by_its_ttclid():
     value = orjson.dumps({"app_event": {"event_id": "e1", "ttclid": "T1"}})
     assert rekeyed.items(b"T1", value) == [(b"T1", {"app_event": {"event_id": "e1", "ttclid": "T1"}})]
+
+
+def test_records_of_several_items_are_written_only_while_every_join_replica_reads_them():
+    assert rekeyed.all_read_batches([rekeyed.CLIENT_ID, rekeyed.CLIENT_ID])
+    assert not rekeyed.all_read_batches([rekeyed.CLIENT_ID, "faust-0.15.3"])  # a replica of 0.1.0

@@ -22,6 +22,7 @@ from worker.logs import logging_config
 from worker.metrics import INTERNAL_ERRORS
 from worker.offsets import SafeCommits
 from worker.produce import KafkaWrites
+from worker.rekeyed import CLIENT_ID
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class WorkerApp(faust.App):
 app = WorkerApp(
     settings.app_id,
     broker=f"kafka://{settings.kafka_bootstrap_servers}",
+    # Tells the input stage that this replica reads by-ttclid records of several items (worker/rekeyed.py).
+    broker_client_id=CLIENT_ID,
     broker_credentials=faust_credentials(settings),
     store="memory://",  # the join table has its own: STATE_STORE (worker/attribution/agents.py)
     topic_partitions=settings.topic_partitions,

@@ -21,7 +21,7 @@ from typing import Any
 import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, for_code
 
 from worker.kafka_security import client_options
 from worker.settings import Settings
@@ -136,6 +136,20 @@ async def adopt_faust_commits(consumer: AIOKafkaConsumer, settings: Settings, gr
             log.info("%s: %s[%s] continues at offset %s, where the Faust app had committed it",
                      group, tp.topic, tp.partition, committed.offset)
             consumer.seek(tp, committed.offset)
+
+
+async def member_client_ids(settings: Settings, group: str) -> list[str]:
+    """The Kafka client ids of a consumer group's members (none while it has none)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    [(error_code, *_, members)] = [described[:6] for described in response.groups]
+    if error_code:
+        raise for_code(error_code)(f"describing the consumer group {group}")
+    return [client_id for _, client_id, *_ in members]
 
 
 class HandOver(ConsumerRebalanceListener):

@@ -75,3 +75,31 @@ async def test_an_upgrade_continues_the_inputs_where_the_faust_agent_committed_t
     [result] = await kafka.consume("delivery-results", 1)
     assert result["value"]["event_id"] == "e-new"
     assert await kafka.read("dead-letter", timeout=2) == [], "the records committed before were read again"
+
+
+async def test_while_a_replica_before_0_2_0_is_in_the_join_group_by_ttclid_records_hold_one_item(
+        kafka: Kafka, start_worker):
+    # A replica of 0.1.0 reads by-ttclid records of one item keyed by its ttclid, and dead-letters records
+    # of several. It runs under Faust's default client id, as this replica does (Faust's own variable):
+    old = await start_worker(BROKER_CLIENT_ID="faust-0.15.3")
+    await start_worker()
+
+    def clicks(first: int) -> list:
+        return [(None, {"app_id": "app1", "url": f"https://app.example/?ttclid=T{n}",
+                        "occurred_at": "2026-11-24T16:00:00Z"}) for n in range(first, first + 50)]
+
+    await kafka.produce("clicks", clicks(0))
+    during = await kafka.consume("by-ttclid", 50)
+    assert all(r["key"] == r["value"]["click"]["ttclid"] for r in during), [r for r in during if "items" in r["value"]][:1]
+
+    old.terminate()
+    batched: list = []
+    for first in range(50, 1000, 50):  # the input stage looks at the join's group every 5 s
+        await kafka.produce("clicks", clicks(first))
+        read = await kafka.consume("by-ttclid", 1, until=lambda rs: sum(
+            len(r["value"]["items"]) if "items" in r["value"] else 1 for r in rs) >= first + 50)
+        batched = [r for r in read if "items" in r["value"] and len(r["value"]["items"]) > 1]
+        if batched:
+            break
+    assert batched, "once the last replica before 0.2.0 has left, a record holds several items"
+    assert await kafka.read("dead-letter", timeout=2) == []

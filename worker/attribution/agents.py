@@ -1,11 +1,11 @@
 """Stage 2, Faust edge: the join agent over the ttclid table, and the timers that expire its state.
 
-Per batch of records from `by-ttclid`: apply each click and app event they hold (`rekeyed`)
-to its ttclid's state (pure, in `join`), map released app events through their app's integration, then write
-(1) outbox records and skipped results, and only after those are acknowledged
-(2) the changed states to the table's changelog, and once those are acknowledged
-(3) to the local store (`storage`). A crash anywhere replays the batch against the
-state of before or after it: an event may reach the outbox twice, never zero times.
+Per batch of records from `by-ttclid`: apply each click and app event they hold (`rekeyed`) to
+its ttclid's state (pure, in `join`), map released app events through their app's integration,
+then write (1) outbox records and skipped results, and only after those are acknowledged (2) the
+changed states to the table's changelog, and once those are acknowledged (3) to the local store
+(`storage`). A crash anywhere replays the batch against the state of before or after it: an event
+may reach the outbox twice, never zero times.
 """
 
 from __future__ import annotations

@@ -122,9 +122,10 @@ class Kafka:
 
 
 def rekeyed_items(records: list[dict]) -> list[dict]:
-    """The clicks and app events that `by-ttclid` records hold (`worker/rekeyed.py`), one per item, with
-    their record's partition and offset."""
-    return [{**item, "partition": r["partition"], "offset": r["offset"]} for r in records for item in r["value"]["items"]]
+    """The clicks and app events that `by-ttclid` records hold (`worker/rekeyed.py`: several a record, or
+    one as for a replica before 0.2.0), one per item, with their record's partition and offset."""
+    return [{**item, "partition": r["partition"], "offset": r["offset"]}
+            for r in records for item in r["value"].get("items", [r["value"]])]
 
 
 def _bytes(value: Any) -> bytes | None:

@@ -78,8 +78,7 @@ app = WorkerApp(
     producer_linger=0.005,
     producer_max_batch_size=262144,
     broker_commit_interval=1.0,
-    # Records the join's stream buffers: up to 64 KiB each (worker/rekeyed.py), so 64 MiB at most.
-    stream_buffer_maxsize=1024,
+    stream_buffer_maxsize=8192,
     # Outbox events can wait minutes for TikTok; a rebalance must not wait for them
     # (their offsets are not committed, so the new owner reads them again).
     stream_wait_empty=False,

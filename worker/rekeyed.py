@@ -20,8 +20,8 @@ import orjson
 # The Kafka client id of replicas that read records of several items; the version before ran under
 # Faust's default (`faust-<its version>`).
 CLIENT_ID = "web2app-worker"
-# Past a few hundred items a record saves no more of Faust's loop, and the join buffers up to
-# `stream_buffer_maxsize` records (worker/app.py); an item alone is at most 16 KiB (MAX_EVENT_BYTES).
+# Past a few hundred items a record saves no more of Faust's loop, and the join buffers up to 256
+# records (worker/attribution/agents.py); an item alone is at most 16 KiB (MAX_EVENT_BYTES).
 MAX_RECORD_BYTES = 64 * 1024
 
 

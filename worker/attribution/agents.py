@@ -36,8 +36,9 @@ from worker.topics import TopicNames
 log = logging.getLogger(__name__)
 topics = TopicNames.of(settings)
 
+# The join buffers this many by-ttclid records: up to 64 KiB each (`rekeyed`), 16 MiB at most.
 by_ttclid = app.topic(topics.by_ttclid, key_type=bytes, value_type=bytes,
-                      key_serializer="raw", value_serializer="raw")
+                      key_serializer="raw", value_serializer="raw", maxsize=256)
 
 
 async def restored(event: faust.types.EventT) -> None:

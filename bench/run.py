@@ -755,7 +755,7 @@ def _installed(name: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clicks", type=int, default=60_000,
+    parser.add_argument("--clicks", type=int, default=150_000,
                         help="clicks per throughput variant (one app event per 10 clicks on top)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of the four throughput variants")
     parser.add_argument("--latency-seconds", type=float, default=30.0)

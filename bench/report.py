@@ -268,7 +268,7 @@ def markdown(results: dict) -> str:
            "events (their clicks first) for the two apps of one pixel.",
            f"- **Memory**: RSS of a fresh worker (median of 5 samples) before and after {a['memory_clicks']:,} "
            "clicks with distinct ttclids are in its click table (changelog count reached), extrapolated "
-           "linearly to a million. Memory store only (RocksDB is not offered).",
+           "linearly to a million. Memory store (RocksDB: see State at scale).",
            f"- **Bounded state**: ATTRIBUTION_WINDOW_SECONDS={results['bounded']['window_s'] if results.get('bounded') else 20}, "
            "steady clicks for 2.5 windows, then nothing for a window and 10 s; the live table size is followed "
            "on the changelog (a value adds a key, a tombstone removes it), RSS from /proc every second.", ""]

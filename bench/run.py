@@ -21,7 +21,7 @@ same realistic mix for each (bench/mix.py) from a separate load-generator proces
 The measured processes run from a snapshot of the committed worker/ (other people commit to this
 checkout during a run; `--in-place` runs the working tree instead). Prints a table, writes
 bench/results/results.json, bench/results/benchmarks.png, the profiles, and BENCHMARKS.md at the
-top of the repo (its hand-written analysis comes from bench/analysis.md). Takes about 9 minutes
+top of the repo (its hand-written analysis comes from bench/analysis.md). Takes about 12 minutes
 on 2 cores with the defaults.
 """
 

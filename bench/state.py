@@ -15,7 +15,7 @@ Measures the join table held by one worker, memory store beside RocksDB (`STATE_
   throughput  the worker on the benchmark's input mix (bench/run.py's `worker` variant), memory store
               and RocksDB, interleaved, `--repeat` rounds each
 
-Millions of states cannot go through the worker on this machine in reasonable time (about 3,000
+Millions of states take minutes to go through the worker on this machine (about 15,000
 records/s), so the states are written straight to the table's changelog topic, encoded by the
 worker's own code (`worker.attribution.encoding`), in the partition the worker would use: clicks of
 the benchmark's shape with times spread over the attribution window (so they expire at the steady

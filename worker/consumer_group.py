@@ -146,10 +146,11 @@ async def member_client_ids(settings: Settings, group: str) -> list[str]:
         [response] = await admin.describe_consumer_groups([group])
     finally:
         await admin.close()
-    [(error_code, *_, members)] = [described[:6] for described in response.groups]
+    [described] = response.groups  # (error_code, group, state, protocol_type, protocol, members, ...)
+    error_code, members = described[0], described[5]
     if error_code:
         raise for_code(error_code)(f"describing the consumer group {group}")
-    return [client_id for _, client_id, *_ in members]
+    return [member[1] for member in members]  # (member_id, client_id, client_host, metadata, assignment)
 
 
 class HandOver(ConsumerRebalanceListener):

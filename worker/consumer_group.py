@@ -20,10 +20,9 @@ from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, for_code
 
-from worker.kafka_security import client_options
+from worker.kafka_security import admin_client, client_options
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,14 +122,10 @@ async def adopt_faust_commits(consumer: AIOKafkaConsumer, settings: Settings, gr
     upgrade from the worker whose stage was a Faust agent neither skips nor repeats its backlog."""
     if not assigned:
         return
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
+    async with admin_client(settings) as admin:
         ours = await admin.list_consumer_group_offsets(group, partitions=list(assigned))
         fresh = [tp for tp in assigned if tp not in ours or ours[tp].offset < 0]
         faust = await admin.list_consumer_group_offsets(settings.app_id, partitions=fresh) if fresh else {}
-    finally:
-        await admin.close()
     for tp, committed in faust.items():
         if committed.offset >= 0:
             log.info("%s: %s[%s] continues at offset %s, where the Faust app had committed it",
@@ -140,12 +135,8 @@ async def adopt_faust_commits(consumer: AIOKafkaConsumer, settings: Settings, gr
 
 async def member_client_ids(settings: Settings, group: str) -> list[str]:
     """The Kafka client ids of a consumer group's members (none while it has none)."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
+    async with admin_client(settings) as admin:
         [response] = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
     [described] = response.groups  # (error_code, group, state, protocol_type, protocol, members, ...)
     error_code, members = described[0], described[5]
     if error_code:

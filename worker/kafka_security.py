@@ -11,10 +11,11 @@ the worker would hang instead of saying what is wrong.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
@@ -109,12 +110,21 @@ async def check_reachable(settings: Settings) -> None:
     raise KafkaUnreachable(f"cannot connect to Kafka with {describe(settings)}:\n  " + "\n  ".join(reasons))
 
 
-async def check_group_access(settings: Settings) -> None:
-    """Raise GroupAuthorizationFailedError unless the worker's consumer group may be used: without
-    an ACL for it, Faust would wait for a partition assignment for ever without a word."""
+@contextlib.asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client connected as the worker is, closed when the block ends."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def check_group_access(settings: Settings) -> None:
+    """Raise GroupAuthorizationFailedError unless the worker's consumer group may be used: without
+    an ACL for it, Faust would wait for a partition assignment for ever without a word."""
+    async with admin_client(settings) as admin:
         deadline = asyncio.get_running_loop().time() + settings.kafka_connect_timeout_s
         while True:
             try:
@@ -124,8 +134,6 @@ async def check_group_access(settings: Settings) -> None:
                 if asyncio.get_running_loop().time() > deadline:
                     raise KafkaUnreachable(f"Kafka named no coordinator for the group {settings.app_id!r}") from None
                 await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
 
 
 def refusal(exc: Exception) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from worker import kafka_security
@@ -77,9 +77,7 @@ async def ensure_topics(settings: Settings) -> None:
 
     Connects first, so a wrong password, an untrusted certificate or no broker ends here with the reason."""
     await kafka_security.check_reachable(settings)
-    admin = AIOKafkaAdminClient(**kafka_security.client_options(settings))
-    await admin.start()
-    try:
+    async with kafka_security.admin_client(settings) as admin:
         existing = set(await admin.list_topics())
         missing = [s for s in topic_specs(settings) if s.name not in existing]
         if missing:
@@ -88,17 +86,11 @@ async def ensure_topics(settings: Settings) -> None:
                     [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing])
             except TopicAlreadyExistsError:  # another replica created them first
                 pass
-    finally:
-        await admin.close()
 
 
 async def partitions_of(settings: Settings, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(**kafka_security.client_options(settings))
-    await admin.start()
-    try:
+    async with kafka_security.admin_client(settings) as admin:
         [description] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     return sorted(p["partition"] for p in description["partitions"])
 
 

@@ -75,7 +75,8 @@ class Ingest(BatchStage):
 
 
 def route(message: ConsumerRecord, sends: Sends) -> tuple[bytes, dict[str, Any]] | None:
-    """The click or app event to re-key, with its ttclid; or None, what the record became written."""
+    """The click or app event to re-key, with its ttclid; None when the record became a result or a
+    dead letter instead."""
     read_ms = time.time() * 1000
     try:
         if message.topic == topics.clicks:
